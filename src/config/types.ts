@@ -1,0 +1,125 @@
+/**
+ * The one validated, typed configuration the whole service is built from. `loadConfig` (./load.ts)
+ * produces it from flags, environment, env file and config file; nothing else reads process.env.
+ */
+
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+export type DbType = 'sqlite' | 'postgresql' | 'redis';
+export type SameSite = 'lax' | 'strict' | 'none';
+/** `auto`: Secure in production, and in development whenever the request arrived over HTTPS. */
+export type CookieSecure = boolean | 'auto';
+/** `user`: 401 without a session. `user-or-none`: forwarded without a token when anonymous. `none`: never a token. */
+export type TokenRequirement = 'user' | 'user-or-none' | 'none';
+
+export interface ClientConfig {
+  /** The id in our URLs: `/token-handler/v1/clients/{id}/...`. The flag-configured client is `default`. */
+  id: string;
+  issuer: string;
+  clientId: string;
+  /** Absent for a client that is registered at run time (POST /clients/{id}). */
+  clientSecret?: string;
+  scopes: string[];
+  /** Absolute URL of this client's callback as the IdP sees it. Absent: derived from the request. */
+  redirectUrl?: string;
+  postLoginRedirectUrl: string;
+  postLogoutRedirectUrl?: string;
+  /** Where a failed login is redirected to, with `?error=...`. Absent: a problem+json response. */
+  failureRedirectUrl?: string;
+  /** Origins (scheme://host[:port]) that `return_to` and CSRF Origin checks accept besides our own. */
+  allowedOrigins: string[];
+  /** Extra authorization request parameters (`prompt`, `audience`, `resource`, ...). */
+  extraAuthParams: Record<string, string>;
+  /** When set, this client is tenant-scoped: requests must carry this tenant in the tenant header. */
+  tenant?: string;
+  /** Development only: do not check that the request's host matches `redirectUrl`. Refused in production. */
+  disableVerifyHost: boolean;
+}
+
+export interface TargetConfig {
+  id: string;
+  /** Upstream base URL; request sub-paths are joined below its path, never outside it. */
+  url: string;
+  /** Where the target is mounted; default `${basePath}/targets/${id}`. */
+  mountPath: string;
+  /** Which client's session supplies the access token. */
+  clientId: string;
+  methods: string[];
+  tokenRequirement: TokenRequirement;
+  /** Whole-request timeout towards the upstream, milliseconds. */
+  timeoutMs: number;
+  /** Headers added to every upstream request. */
+  headers: Record<string, string>;
+  /** Pass upstream Set-Cookie headers to the browser. */
+  passSetCookie: boolean;
+  /** undici pool settings (from go-token-handler `parameters` or our own format). */
+  pool: { connections: number; keepAliveTimeoutMs: number; keepAliveMaxTimeoutMs: number };
+  websocket: boolean;
+}
+
+export interface Config {
+  isProduction: boolean;
+  logLevel: LogLevel;
+  listen: { host: string; port: number };
+  /** Separate listen address for /metrics; absent: served on the main listener. */
+  metricsListen?: { host: string; port: number };
+  /** Base path of our API, `/token-handler/v1`. */
+  basePath: string;
+  /** Public origin of the service (scheme://host[:port]) used to build callback URLs; absent: from the request. */
+  publicUrl?: string;
+  trustProxy: boolean | string[];
+  tls?: { certFile: string; keyFile: string };
+
+  cookie: {
+    /** Name as configured (`session`); the `__Host-` prefix is added when it applies. */
+    name: string;
+    /** Absent: host-only cookie (and `__Host-` prefix when Secure). */
+    domain?: string;
+    sameSite: SameSite;
+    secure: CookieSecure;
+  };
+  csrf: { cookieName: string; headerName: string };
+  /** Header naming the tenant, set by the reverse proxy. */
+  tenantHeader: string;
+
+  session: {
+    /** Current secret first, then the old one(s). Raw bytes as configured. */
+    authSecrets: Buffer[];
+    encSecrets: Buffer[];
+    dbKeys: Buffer[];
+    absoluteLifetimeSec: number;
+    idleLifetimeSec: number;
+    sweepIntervalSec: number;
+    sweepBatchSize: number;
+    /** Refresh the access token when it expires within this many seconds. */
+    refreshSkewSec: number;
+  };
+
+  db: {
+    type: DbType;
+    /** SQLite file. */
+    path: string;
+    host?: string;
+    port?: number;
+    name?: string;
+    username?: string;
+    password?: string;
+    /** PostgreSQL connection URL; wins over host/port/name/username/password. */
+    url?: string;
+    redisUrl?: string;
+  };
+
+  oidc: {
+    /** Timeout for every call to an IdP, milliseconds. */
+    timeoutMs: number;
+    /** Development only: allow http:// issuers (the embedded demo IdP, tests). */
+    allowInsecureIssuer: boolean;
+  };
+
+  clients: ClientConfig[];
+  targets: TargetConfig[];
+
+  /** go-token-handler routes (/login, /callback, /logout, /userinfo) for the `default` client. */
+  legacyRoutes: boolean;
+  limits: { maxBodyBytes: number; maxHeaderBytes: number };
+  rateLimit: { loginPerMinute: number };
+}
