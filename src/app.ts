@@ -1,0 +1,128 @@
+import cookie from '@fastify/cookie';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import { readFileSync } from 'node:fs';
+import type { Config } from './config/types.ts';
+import type { AppContext } from './context.ts';
+import { loggerOptions } from './log.ts';
+import { Metrics } from './metrics.ts';
+import { refreshTokens } from './oidc/flows.ts';
+import { OidcRegistry } from './oidc/registry.ts';
+import { authRoutes } from './routes/auth.ts';
+import { sendProblem } from './routes/problem.ts';
+import { sessionRoutes } from './routes/sessions.ts';
+import { CookiePolicy } from './session/cookiePolicy.ts';
+import { CookieSealer } from './session/cookieSealer.ts';
+import { PayloadCipher } from './session/payloadCipher.ts';
+import { SessionService } from './session/service.ts';
+import { createStore } from './store/index.ts';
+import { StoreUnavailableError, type SessionStore } from './store/types.ts';
+
+export interface BuildOptions {
+  /** Use this store instead of creating one from `config.db` (tests sharing a store between apps). */
+  store?: SessionStore;
+  /** A ready logger (tests capture logs); default: pino from the config, pretty on a terminal. */
+  logger?: FastifyBaseLogger;
+  /** Start the periodic sweep of expired sessions (default true). */
+  sweeper?: boolean;
+}
+
+export interface TokenHandlerApp {
+  app: FastifyInstance;
+  ctx: AppContext;
+}
+
+/** Builds the whole service from a validated Config: stores, crypto, OIDC, routes. No globals. */
+export async function buildApp(config: Config, options: BuildOptions = {}): Promise<TokenHandlerApp> {
+  const serverOptions: FastifyServerOptions & { https?: { cert: Buffer; key: Buffer } } = {
+    trustProxy: config.trustProxy,
+    bodyLimit: config.limits.maxBodyBytes,
+    maxParamLength: 512,
+    requestIdHeader: 'x-request-id',
+    requestIdLogLabel: 'requestId',
+    genReqId: () => crypto.randomUUID(),
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+    routerOptions: { ignoreTrailingSlash: false },
+  };
+  if (config.limits.maxHeaderBytes) (serverOptions as { maxHeaderSize?: number }).maxHeaderSize = config.limits.maxHeaderBytes;
+  if (options.logger) serverOptions.loggerInstance = options.logger;
+  else serverOptions.logger = loggerOptions(config, process.stdout.isTTY === true);
+  if (config.tls) {
+    serverOptions.https = { cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile) };
+  }
+  const app = Fastify(serverOptions) as unknown as FastifyInstance;
+
+  const store = options.store ?? createStore(config.db);
+  await store.migrate();
+  const registry = new OidcRegistry(config.clients, {
+    timeoutMs: config.oidc.timeoutMs,
+    allowInsecureIssuer: config.oidc.allowInsecureIssuer,
+  });
+  const metrics = new Metrics(() => store.countActive(Date.now()));
+  const sealer = new CookieSealer(config.session.authSecrets, config.session.encSecrets);
+  // Without SESSION_DB_KEY (development only; production refuses to start) the auth secret is the input
+  // of a distinct derived key.
+  const cipher = new PayloadCipher(config.session.dbKeys.length > 0 ? config.session.dbKeys : config.session.authSecrets);
+  const sessions = new SessionService({
+    store,
+    sealer,
+    cipher,
+    lifetimes: config.session,
+    log: app.log,
+    refresher: async (clientId, refreshToken) => refreshTokens(await registry.configuration(clientId), refreshToken),
+    onRefresh: (client, outcome) => metrics.refreshes.inc({ client, outcome }),
+  });
+  const ctx: AppContext = { config, store, registry, sessions, sealer, cookies: new CookiePolicy(config), metrics };
+
+  await app.register(cookie);
+  app.addHook('onResponse', async (request, reply) => {
+    const route = request.routeOptions.url ?? 'unmatched';
+    metrics.httpRequests.inc({ route, method: request.method, status: String(reply.statusCode) });
+    metrics.httpDuration.observe({ route, method: request.method }, reply.elapsedTime / 1000);
+  });
+  app.addHook('onSend', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+  });
+  app.setErrorHandler((err, request, reply) => {
+    if (err instanceof StoreUnavailableError) {
+      request.log.error({ reason: err.message }, 'session store unavailable');
+      return sendProblem(reply.header('retry-after', '5'), 503, 'store_unavailable', 'the session store is unavailable; try again shortly');
+    }
+    const { statusCode: status, code, message } = err as { statusCode?: number; code?: string; message?: string };
+    if (status && status >= 400 && status < 500) {
+      return sendProblem(reply, status, code?.toLowerCase() ?? 'bad_request', message ?? 'bad request');
+    }
+    request.log.error({ err }, 'unhandled error');
+    return sendProblem(reply, 500, 'internal_error', 'an unexpected error occurred; see the service logs');
+  });
+  app.setNotFoundHandler((request, reply) => sendProblem(reply, 404, 'not_found', `no route for ${request.method} ${request.url.split('?')[0]}`));
+
+  await app.register(authRoutes, { prefix: config.basePath, ctx });
+  await app.register(sessionRoutes, { prefix: config.basePath, ctx });
+
+  if (options.sweeper !== false) startSweeper(app, ctx);
+  app.addHook('onClose', async () => {
+    await store.close();
+  });
+  return { app, ctx };
+}
+
+/** Deletes expired sessions every sweep interval, one sweep at a time, off the request path. */
+function startSweeper(app: FastifyInstance, ctx: AppContext): void {
+  let running = false;
+  const timer = setInterval(() => {
+    if (running) return;
+    running = true;
+    ctx.sessions
+      .sweep()
+      .then((deleted) => {
+        if (deleted > 0) app.log.info({ deleted }, 'swept expired sessions');
+      })
+      .catch((err: unknown) => app.log.warn({ reason: (err as Error).message }, 'session sweep failed'))
+      .finally(() => {
+        running = false;
+      });
+  }, ctx.config.session.sweepIntervalSec * 1000);
+  timer.unref();
+  app.addHook('onClose', async () => clearInterval(timer));
+}

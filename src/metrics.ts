@@ -1,0 +1,42 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** Prometheus metrics of one app instance (its own registry, so tests can build several apps). */
+export class Metrics {
+  readonly registry = new Registry();
+  readonly httpRequests: Counter<'route' | 'method' | 'status'>;
+  readonly httpDuration: Histogram<'route' | 'method'>;
+  readonly proxyRequests: Counter<'target' | 'status'>;
+  readonly proxyDuration: Histogram<'target'>;
+  readonly logins: Counter<'client' | 'outcome'>;
+  readonly logouts: Counter<'client' | 'kind'>;
+  readonly refreshes: Counter<'client' | 'outcome'>;
+  readonly csrfRejections: Counter<'reason'>;
+  readonly storeDuration: Histogram<'operation'>;
+  readonly activeSessions: Gauge;
+
+  constructor(activeSessions: () => Promise<number>) {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry, prefix: 'token_handler_' });
+    this.httpRequests = new Counter({ name: 'token_handler_http_requests_total', help: 'HTTP requests handled, by route, method and status.', labelNames: ['route', 'method', 'status'], registers });
+    this.httpDuration = new Histogram({ name: 'token_handler_http_request_duration_seconds', help: 'HTTP request latency by route.', labelNames: ['route', 'method'], buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers });
+    this.proxyRequests = new Counter({ name: 'token_handler_upstream_responses_total', help: 'Responses from upstream targets, by target and status (502/504 for failures).', labelNames: ['target', 'status'], registers });
+    this.proxyDuration = new Histogram({ name: 'token_handler_upstream_duration_seconds', help: 'Upstream latency by target.', labelNames: ['target'], buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers });
+    this.logins = new Counter({ name: 'token_handler_logins_total', help: 'Login callbacks by client and outcome.', labelNames: ['client', 'outcome'], registers });
+    this.logouts = new Counter({ name: 'token_handler_logouts_total', help: 'Logouts by client and kind (rp, backchannel, revoke).', labelNames: ['client', 'kind'], registers });
+    this.refreshes = new Counter({ name: 'token_handler_refreshes_total', help: 'Token refreshes by client and outcome.', labelNames: ['client', 'outcome'], registers });
+    this.csrfRejections = new Counter({ name: 'token_handler_csrf_rejections_total', help: 'Requests refused by the CSRF defence.', labelNames: ['reason'], registers });
+    this.storeDuration = new Histogram({ name: 'token_handler_store_duration_seconds', help: 'Session store operation latency.', labelNames: ['operation'], buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1], registers });
+    this.activeSessions = new Gauge({
+      name: 'token_handler_active_sessions',
+      help: 'Sessions in the store that have not expired.',
+      registers,
+      async collect() {
+        try {
+          this.set(await activeSessions());
+        } catch {
+          // The store is down: /readyz reports it; keep the last value.
+        }
+      },
+    });
+  }
+}

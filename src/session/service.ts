@@ -1,0 +1,325 @@
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Logger } from 'pino';
+import type { TokenSet } from '../oidc/flows.ts';
+import type { SessionRecord, SessionStore } from '../store/types.ts';
+import { TtlCache } from './cache.ts';
+import type { CookieSealer } from './cookieSealer.ts';
+import { RefreshUnavailableError, SessionEndedError } from './errors.ts';
+import type { ActiveSession, SessionClaims, SessionPayload } from './model.ts';
+import type { PayloadCipher } from './payloadCipher.ts';
+
+export interface SessionLifetimes {
+  absoluteLifetimeSec: number;
+  idleLifetimeSec: number;
+  refreshSkewSec: number;
+  sweepBatchSize: number;
+}
+
+/** Refreshes tokens at the client's IdP; throws OidcError (kind `invalid_grant` ends the session). */
+export type Refresher = (clientId: string, refreshToken: string) => Promise<TokenSet>;
+
+export interface NewSession {
+  clientId: string;
+  tenant: string | null;
+  issuer: string;
+  sub: string;
+  sid: string | null;
+  tokens: TokenSet;
+  claims: SessionClaims;
+  userAgent: string | null;
+}
+
+export interface SessionServiceDeps {
+  store: SessionStore;
+  sealer: CookieSealer;
+  cipher: PayloadCipher;
+  refresher: Refresher;
+  lifetimes: SessionLifetimes;
+  log: Pick<Logger, 'info' | 'warn' | 'error' | 'debug'>;
+  /** How long a resolved session may be served from memory; invalidations from any instance evict it. */
+  cacheTtlMs?: number;
+  /** Observers for metrics. */
+  onRefresh?: (clientId: string, outcome: 'success' | 'invalid_grant' | 'unavailable') => void;
+  now?: () => number;
+}
+
+interface Cached {
+  record: SessionRecord;
+  payload: SessionPayload;
+}
+
+const SESSION_ID_BYTES = 32;
+const REFRESH_WAIT_STEP_MS = 50;
+
+/**
+ * Creates, resolves, refreshes and ends sessions. The browser holds only a sealed random id; the store
+ * holds its SHA-256 hash and the tokens encrypted. Refresh is single-flight within the process (one
+ * promise per session) and across instances (a lease in the store plus optimistic versioning), so an IdP
+ * that rotates refresh tokens never sees the same refresh token twice.
+ */
+export class SessionService {
+  readonly #d: SessionServiceDeps;
+  readonly #cache: TtlCache<Cached>;
+  readonly #refreshing = new Map<string, Promise<string>>();
+  readonly #owner = randomUUID();
+  readonly #now: () => number;
+
+  constructor(deps: SessionServiceDeps) {
+    this.#d = deps;
+    this.#now = deps.now ?? Date.now;
+    this.#cache = new TtlCache(deps.cacheTtlMs ?? 5_000, 100_000);
+    deps.store.onInvalidation((hashes) => {
+      for (const h of hashes) this.#cache.delete(h);
+    });
+  }
+
+  static hashId(id: Buffer): string {
+    return createHash('sha256').update(id).digest('hex');
+  }
+
+  /** The cookie purpose binds a sealed session id to one client: another client's cookie never resolves. */
+  static cookiePurpose(clientId: string): string {
+    return `session:${clientId}`;
+  }
+
+  /** Seals a session id for its cookie. */
+  sealCookie(session: Pick<ActiveSession, 'id' | 'record'>): string {
+    return this.#d.sealer.seal(SessionService.cookiePurpose(session.record.clientId), session.id, session.record.expiresAt);
+  }
+
+  /** Stores a new session under a fresh random id (never one the browser offered: no fixation). */
+  async create(input: NewSession): Promise<{ cookieValue: string; session: ActiveSession }> {
+    const now = this.#now();
+    const id = randomBytes(SESSION_ID_BYTES);
+    const idHash = SessionService.hashId(id);
+    const payload: SessionPayload = { accessToken: input.tokens.accessToken, claims: input.claims };
+    if (input.tokens.refreshToken) payload.refreshToken = input.tokens.refreshToken;
+    if (input.tokens.idToken) payload.idToken = input.tokens.idToken;
+    if (input.tokens.scope) payload.scope = input.tokens.scope;
+    const expiresAt = now + this.#d.lifetimes.absoluteLifetimeSec * 1000;
+    const record: SessionRecord = {
+      idHash,
+      clientId: input.clientId,
+      tenant: input.tenant,
+      issuer: input.issuer,
+      sub: input.sub,
+      sid: input.sid,
+      payload: this.#encrypt(payload, idHash),
+      accessExpiresAt: input.tokens.accessExpiresAt,
+      createdAt: now,
+      lastUsedAt: now,
+      expiresAt,
+      idleExpiresAt: Math.min(expiresAt, now + this.#d.lifetimes.idleLifetimeSec * 1000),
+      version: 1,
+      userAgent: input.userAgent ? input.userAgent.slice(0, 512) : null,
+    };
+    await this.#d.store.create(record);
+    const session: ActiveSession = { id, idHash, record, payload, resealCookie: false };
+    return { cookieValue: this.sealCookie(session), session };
+  }
+
+  /**
+   * The live session behind a cookie value for `clientId` (and `tenant`), or undefined for a missing,
+   * forged, foreign, expired or deleted one. Extends the idle lifetime (rolling) at most every
+   * tenth of it, so steady traffic does not write on every request.
+   */
+  async resolve(cookieValue: string | undefined, expect: { clientId: string; tenant: string | null }): Promise<ActiveSession | undefined> {
+    if (!cookieValue) return undefined;
+    const now = this.#now();
+    const unsealed = this.#d.sealer.unseal(SessionService.cookiePurpose(expect.clientId), cookieValue, now);
+    if (!unsealed || unsealed.data.length !== SESSION_ID_BYTES) return undefined;
+    const idHash = SessionService.hashId(unsealed.data);
+    const entry = await this.#load(idHash, now);
+    if (!entry) return undefined;
+    const { record } = entry;
+    if (record.clientId !== expect.clientId || record.tenant !== expect.tenant) return undefined;
+    if (record.expiresAt <= now || record.idleExpiresAt <= now) {
+      this.#forget(idHash);
+      return undefined;
+    }
+    this.#maybeTouch(record, now);
+    return { id: unsealed.data, idHash, record, payload: entry.payload, resealCookie: unsealed.stale };
+  }
+
+  /** A usable access token, refreshed first when it expires within the configured skew. */
+  async accessToken(session: ActiveSession): Promise<string> {
+    if (!this.#needsRefresh(session.record, this.#now())) return session.payload.accessToken;
+    let pending = this.#refreshing.get(session.idHash);
+    if (!pending) {
+      pending = this.#refresh(session).finally(() => this.#refreshing.delete(session.idHash));
+      this.#refreshing.set(session.idHash, pending);
+    }
+    return pending;
+  }
+
+  /** Deletes a session everywhere (store and every instance's cache). */
+  async destroy(idHash: string): Promise<boolean> {
+    const deleted = await this.#d.store.delete(idHash);
+    await this.#invalidate([idHash]);
+    return deleted;
+  }
+
+  /** Deletes sessions found by an external event (back-channel logout), across instances. */
+  async destroyMany(idHashes: string[]): Promise<void> {
+    if (idHashes.length > 0) await this.#invalidate(idHashes);
+  }
+
+  /** Deletes expired sessions in bounded batches, yielding between them; returns how many. */
+  async sweep(maxBatches = Number.POSITIVE_INFINITY): Promise<number> {
+    let total = 0;
+    for (let batch = 0; batch < maxBatches; batch += 1) {
+      const deleted = await this.#d.store.deleteExpired(this.#now(), this.#d.lifetimes.sweepBatchSize);
+      total += deleted;
+      if (deleted < this.#d.lifetimes.sweepBatchSize) break;
+      await sleep(0);
+    }
+    return total;
+  }
+
+  decryptPayload(record: SessionRecord): SessionPayload {
+    return JSON.parse(this.#d.cipher.decrypt(record.payload, record.idHash).plaintext.toString('utf8')) as SessionPayload;
+  }
+
+  #encrypt(payload: SessionPayload, idHash: string): string {
+    return this.#d.cipher.encrypt(Buffer.from(JSON.stringify(payload)), idHash);
+  }
+
+  async #load(idHash: string, now: number): Promise<Cached | undefined> {
+    const cached = this.#cache.get(idHash, now);
+    if (cached) return cached;
+    const record = await this.#d.store.get(idHash);
+    if (!record) return undefined;
+    let payload: SessionPayload;
+    try {
+      const decrypted = this.#d.cipher.decrypt(record.payload, idHash);
+      payload = JSON.parse(decrypted.plaintext.toString('utf8')) as SessionPayload;
+      if (decrypted.stale) this.#reencrypt(record, payload);
+    } catch (err) {
+      // A record we cannot decrypt (key removed, tampered row) is useless: treat as no session.
+      this.#d.log.warn({ err: { name: (err as Error).name, message: (err as Error).message } }, 'session payload could not be decrypted; ignoring the session');
+      return undefined;
+    }
+    const entry = { record, payload };
+    this.#cache.set(idHash, entry, now);
+    return entry;
+  }
+
+  /** Records encrypted with SESSION_OLD_DB_KEY are re-encrypted with the current key on first read. */
+  #reencrypt(record: SessionRecord, payload: SessionPayload): void {
+    const update = { payload: this.#encrypt(payload, record.idHash), accessExpiresAt: record.accessExpiresAt };
+    this.#d.store
+      .updatePayload(record.idHash, record.version, update)
+      .then((version) => {
+        if (version !== null) {
+          record.version = version;
+          record.payload = update.payload;
+        }
+      })
+      .catch((err: unknown) => this.#d.log.warn({ err: (err as Error).message }, 'could not re-encrypt a session with the current key'));
+  }
+
+  #maybeTouch(record: SessionRecord, now: number): void {
+    const idleMs = this.#d.lifetimes.idleLifetimeSec * 1000;
+    const idleExpiresAt = Math.min(record.expiresAt, now + idleMs);
+    const threshold = Math.min(60_000, idleMs / 10);
+    if (idleExpiresAt - record.idleExpiresAt < threshold) return;
+    record.lastUsedAt = now;
+    record.idleExpiresAt = idleExpiresAt;
+    this.#d.store
+      .touch(record.idHash, now, idleExpiresAt)
+      .catch((err: unknown) => this.#d.log.warn({ err: (err as Error).message }, 'could not extend a session'));
+  }
+
+  #needsRefresh(record: SessionRecord, now: number): boolean {
+    return record.accessExpiresAt !== null && record.accessExpiresAt - this.#d.lifetimes.refreshSkewSec * 1000 <= now;
+  }
+
+  async #refresh(session: ActiveSession): Promise<string> {
+    const { idHash } = session;
+    const leaseMs = 30_000;
+    const deadline = this.#now() + leaseMs;
+    for (;;) {
+      const record = await this.#d.store.get(idHash);
+      if (!record) throw new SessionEndedError('the session has ended');
+      const now = this.#now();
+      // Another request or instance may have refreshed already: then use its tokens.
+      if (!this.#needsRefresh(record, now)) return this.#adopt(session, record).accessToken;
+      if (await this.#d.store.acquireRefreshLease(idHash, this.#owner, leaseMs, now)) {
+        try {
+          return await this.#refreshHoldingLease(session, idHash);
+        } finally {
+          await this.#d.store.releaseRefreshLease(idHash, this.#owner).catch(() => undefined);
+        }
+      }
+      if (this.#now() > deadline) throw new RefreshUnavailableError('timed out waiting for another instance to refresh');
+      await sleep(REFRESH_WAIT_STEP_MS);
+    }
+  }
+
+  async #refreshHoldingLease(session: ActiveSession, idHash: string): Promise<string> {
+    // Re-read under the lease: the previous holder may have finished between our read and the lease.
+    const record = await this.#d.store.get(idHash);
+    if (!record) throw new SessionEndedError('the session has ended');
+    const current = this.#adopt(session, record);
+    if (!this.#needsRefresh(record, this.#now())) return current.accessToken;
+    const clientId = record.clientId;
+    if (!current.refreshToken) {
+      await this.destroy(idHash);
+      this.#d.onRefresh?.(clientId, 'invalid_grant');
+      throw new SessionEndedError('the access token expired and there is no refresh token');
+    }
+    let tokens: TokenSet;
+    try {
+      tokens = await this.#d.refresher(clientId, current.refreshToken);
+    } catch (err) {
+      const kind = (err as { kind?: unknown }).kind;
+      if (kind === 'invalid_grant' || kind === 'rejected') {
+        this.#d.log.info({ clientId, reason: (err as Error).message }, 'refresh refused by the IdP; ending the session');
+        await this.destroy(idHash);
+        this.#d.onRefresh?.(clientId, 'invalid_grant');
+        throw new SessionEndedError('the IdP refused to refresh the session');
+      }
+      this.#d.log.warn({ clientId, reason: (err as Error).message }, 'refresh failed; keeping the session');
+      this.#d.onRefresh?.(clientId, 'unavailable');
+      throw new RefreshUnavailableError('the IdP could not be reached to refresh the token');
+    }
+    const payload: SessionPayload = {
+      ...current,
+      accessToken: tokens.accessToken,
+      // IdPs that do not rotate refresh tokens return none: keep the one we have.
+      refreshToken: tokens.refreshToken ?? current.refreshToken,
+      idToken: tokens.idToken ?? current.idToken,
+    };
+    if (tokens.scope) payload.scope = tokens.scope;
+    const update = { payload: this.#encrypt(payload, idHash), accessExpiresAt: tokens.accessExpiresAt };
+    const version = await this.#d.store.updatePayload(idHash, record.version, update);
+    if (version === null) throw new SessionEndedError('the session ended while it was being refreshed');
+    this.#d.onRefresh?.(clientId, 'success');
+    const updated: SessionRecord = { ...record, ...update, version };
+    this.#adopt(session, updated, payload);
+    await this.#invalidate([idHash]);
+    return payload.accessToken;
+  }
+
+  /** Makes `session` reflect `record` (decrypting unless the payload is given) and returns the payload. */
+  #adopt(session: ActiveSession, record: SessionRecord, payload?: SessionPayload): SessionPayload {
+    const decrypted = payload ?? this.decryptPayload(record);
+    session.record = record;
+    session.payload = decrypted;
+    return decrypted;
+  }
+
+  #forget(idHash: string): void {
+    this.#cache.delete(idHash);
+  }
+
+  async #invalidate(idHashes: string[]): Promise<void> {
+    for (const h of idHashes) this.#cache.delete(h);
+    try {
+      await this.#d.store.publishInvalidation(idHashes);
+    } catch (err) {
+      this.#d.log.warn({ err: (err as Error).message }, 'could not publish a session invalidation');
+    }
+  }
+}

@@ -1,0 +1,34 @@
+import { describe, expect, it } from 'vitest';
+import { checkReturnTo } from '../../src/security/returnTo.ts';
+
+const allowed = new Set(['https://app.example.com', 'http://127.0.0.1:8080']);
+
+describe('checkReturnTo', () => {
+  it.each(['/', '/app', '/app?x=1#frag', '/a/b/../c', 'https://app.example.com/dash', 'http://127.0.0.1:8080/x'])('accepts %s', (value) => {
+    expect(checkReturnTo(value, allowed).ok).toBe(true);
+  });
+
+  it.each([
+    'https://evil.example/',
+    '//evil.example/',
+    '/\\evil.example',
+    '\\\\evil.example',
+    '/%2fevil.example',
+    '/%2F%2Fevil.example',
+    '%2f%2fevil.example',
+    'javascript:alert(1)',
+    'JaVaScRiPt:alert(1)',
+    'data:text/html,x',
+    'https://app.example.com.evil.example/',
+    'https://user:pw@app.example.com/',
+    'http://app.example.com/',
+    '/\tevil',
+    '/x\r\nSet-Cookie: a=b',
+    '/%0d%0aSet-Cookie:a=b',
+    'evil.example',
+    '',
+    `/${'a'.repeat(3000)}`,
+  ])('refuses %s', (value) => {
+    expect(checkReturnTo(value, allowed).ok).toBe(false);
+  });
+});
