@@ -36,13 +36,11 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   const serverOptions: FastifyServerOptions & { https?: { cert: Buffer; key: Buffer } } = {
     trustProxy: config.trustProxy,
     bodyLimit: config.limits.maxBodyBytes,
-    maxParamLength: 512,
     requestIdHeader: 'x-request-id',
-    requestIdLogLabel: 'requestId',
     genReqId: () => crypto.randomUUID(),
     return503OnClosing: true,
     forceCloseConnections: 'idle',
-    routerOptions: { ignoreTrailingSlash: false },
+    routerOptions: { ignoreTrailingSlash: false, maxParamLength: 512 },
   };
   if (config.limits.maxHeaderBytes) (serverOptions as { maxHeaderSize?: number }).maxHeaderSize = config.limits.maxHeaderBytes;
   if (options.logger) serverOptions.loggerInstance = options.logger;
