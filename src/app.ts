@@ -8,6 +8,7 @@ import { Metrics } from './metrics.ts';
 import { refreshTokens } from './oidc/flows.ts';
 import { OidcRegistry } from './oidc/registry.ts';
 import { authRoutes } from './routes/auth.ts';
+import { legacyRoutes, redirectUrlRoute } from './routes/legacy.ts';
 import { sendProblem } from './routes/problem.ts';
 import { sessionRoutes } from './routes/sessions.ts';
 import { CookiePolicy } from './session/cookiePolicy.ts';
@@ -97,6 +98,8 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
 
   await app.register(authRoutes, { prefix: config.basePath, ctx });
   await app.register(sessionRoutes, { prefix: config.basePath, ctx });
+  if (config.legacyRoutes) await app.register(legacyRoutes, { ctx });
+  await app.register(redirectUrlRoute, { ctx });
 
   if (options.sweeper !== false) startSweeper(app, ctx);
   app.addHook('onClose', async () => {

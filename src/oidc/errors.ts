@@ -1,4 +1,4 @@
-import { AuthorizationResponseError, ResponseBodyError } from 'openid-client';
+import { AuthorizationResponseError, ResponseBodyError, WWWAuthenticateChallengeError } from 'openid-client';
 
 /**
  * What went wrong talking to an IdP, reduced to what the HTTP layer acts on:
@@ -16,12 +16,15 @@ export class OidcError extends Error {
   /** The OAuth `error` code when the IdP sent one. */
   readonly error: string | undefined;
   readonly errorDescription: string | undefined;
+  /** The IdP's HTTP status when it answered with an error. */
+  readonly status: number | undefined;
 
-  constructor(kind: OidcErrorKind, message: string, opts: { error?: string; errorDescription?: string; cause?: unknown } = {}) {
+  constructor(kind: OidcErrorKind, message: string, opts: { error?: string; errorDescription?: string; status?: number; cause?: unknown } = {}) {
     super(message, { cause: opts.cause });
     this.kind = kind;
     this.error = opts.error;
     this.errorDescription = opts.errorDescription;
+    this.status = opts.status;
   }
 }
 
@@ -35,8 +38,15 @@ export function toOidcError(err: unknown, during: string): OidcError {
       cause: err,
     });
   }
+  if (err instanceof WWWAuthenticateChallengeError) {
+    const challenge = err.cause[0];
+    const error = challenge?.parameters.error;
+    const opts = { status: err.response.status, cause: err, ...(error ? { error } : {}) };
+    if (err.response.status >= 500) return new OidcError('unavailable', `${during}: the IdP answered ${err.response.status}`, opts);
+    return new OidcError('rejected', `${during}: the IdP answered ${err.response.status}${error ? ` ${error}` : ''}`, opts);
+  }
   if (err instanceof ResponseBodyError) {
-    const opts = { error: err.error, errorDescription: err.error_description, cause: err };
+    const opts = { error: err.error, errorDescription: err.error_description, status: err.status, cause: err };
     if (err.status >= 500) return new OidcError('unavailable', `${during}: the IdP answered ${err.status} ${err.error}`, opts);
     if (err.error === 'invalid_grant') return new OidcError('invalid_grant', `${during}: invalid_grant`, opts);
     return new OidcError('rejected', `${during}: the IdP answered ${err.status} ${err.error}`, opts);

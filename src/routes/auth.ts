@@ -26,7 +26,8 @@ export async function authRoutes(app: FastifyInstance, opts: { ctx: AppContext }
 }
 
 export interface AuthHandlers {
-  login(request: FastifyRequest, reply: FastifyReply, clientId: string): Promise<FastifyReply>;
+  /** `callbackPath`: where the IdP sends the browser back when the client has no configured redirect URL. */
+  login(request: FastifyRequest, reply: FastifyReply, clientId: string, callbackPath?: string): Promise<FastifyReply>;
   callback(request: FastifyRequest, reply: FastifyReply, clientId: string): Promise<FastifyReply>;
   logout(request: FastifyRequest, reply: FastifyReply, clientId: string, method: 'get' | 'post'): Promise<FastifyReply>;
 }
@@ -43,8 +44,8 @@ export function createAuthHandlers(ctx: AppContext): AuthHandlers {
     return origins;
   }
 
-  function redirectUri(request: FastifyRequest, client: ClientConfig): string {
-    return client.redirectUrl ?? `${requestOrigin(request, config)}${config.basePath}/clients/${client.id}/callback`;
+  function redirectUri(request: FastifyRequest, client: ClientConfig, callbackPath?: string): string {
+    return client.redirectUrl ?? `${requestOrigin(request, config)}${callbackPath ?? `${config.basePath}/clients/${client.id}/callback`}`;
   }
 
   function setXsrfCookie(request: FastifyRequest, reply: FastifyReply): void {
@@ -71,7 +72,7 @@ export function createAuthHandlers(ctx: AppContext): AuthHandlers {
   }
 
   return {
-    async login(request, reply, clientId) {
+    async login(request, reply, clientId, callbackPath) {
       const found = lookupClient(ctx, request, reply, clientId);
       if (!found) return reply;
       const { client, tenant } = found;
@@ -98,7 +99,7 @@ export function createAuthHandlers(ctx: AppContext): AuthHandlers {
         request.log.error({ clientId: client.id, reason: (err as Error).message }, 'IdP discovery failed');
         return sendProblem(reply, 503, 'idp_unavailable', 'the identity provider cannot be reached; try again shortly');
       }
-      const uri = redirectUri(request, client);
+      const uri = redirectUri(request, client, callbackPath);
       const { url, checks } = await beginLogin(configuration, { redirectUri: uri, scopes: client.scopes, extra });
       const secure = cookies.secure(isHttps(request));
       reply.setCookie(
@@ -192,12 +193,8 @@ export function createAuthHandlers(ctx: AppContext): AuthHandlers {
           metrics.csrfRejections.inc({ reason: 'logout' });
           return sendProblem(reply, 403, 'csrf_failed', csrf.reason);
         }
-      } else if (session) {
-        // A GET logout must prove it comes from our app: the `sid` it got from /sessions (Duende's guard).
-        const sid = (request.query as { sid?: string }).sid;
-        if (sid !== logoutGuard(session)) {
-          return sendProblem(reply, 403, 'csrf_failed', 'a GET logout needs the sid parameter from the logoutUrl of /sessions');
-        }
+      } else if (session && !getLogoutAllowed(request, session, requestOrigin(request, config))) {
+        return sendProblem(reply, 403, 'csrf_failed', 'a GET logout needs the sid parameter from the logoutUrl of /sessions, or must come from a page of this site');
       }
       let destination: string | undefined;
       const postLogout = client.postLogoutRedirectUrl
@@ -243,6 +240,26 @@ export function createAuthHandlers(ctx: AppContext): AuthHandlers {
     if (idToken) params.idTokenHint = idToken;
     if (postLogout) params.postLogoutRedirectUri = postLogout;
     return endSessionUrl(configuration, params)?.href;
+  }
+}
+
+/**
+ * A GET logout (a link or navigation) must not be triggerable from another site: SameSite=Lax cookies do
+ * travel with cross-site top-level GETs. It is allowed when it carries the session's `sid` guard (from
+ * /sessions' logoutUrl, as Duende BFF does), or when the browser declares it same-origin
+ * (`Sec-Fetch-Site: same-origin`), or, for browsers without Fetch Metadata, when its Referer is our origin.
+ */
+export function getLogoutAllowed(request: FastifyRequest, session: ActiveSession, ownOrigin: string): boolean {
+  const sid = (request.query as { sid?: string }).sid;
+  if (sid !== undefined && sid === logoutGuard(session)) return true;
+  const site = header(request, 'sec-fetch-site');
+  if (site !== undefined) return site === 'same-origin';
+  const referer = header(request, 'referer');
+  if (!referer) return false;
+  try {
+    return new URL(referer).origin === ownOrigin;
+  } catch {
+    return false;
   }
 }
 

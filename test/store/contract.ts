@@ -1,0 +1,440 @@
+/**
+ * The SessionStore contract, run against every backend by its *.test.ts file. Times are put a day
+ * into the future and tests pass their own `now`, so Redis TTLs never remove records under a test and
+ * the SQL backends see the same times; tests that sweep or count use a fresh namespace of their own.
+ */
+import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { SessionRecord, SessionStore } from '../../src/store/types.ts';
+
+export interface Namespace {
+  /** A new, unmigrated store instance on this namespace (same file / schema / key prefix). */
+  open(): SessionStore;
+  /** Removes the namespace (file, schema, keys). Stores opened on it are closed by the suite. */
+  drop(): Promise<void>;
+}
+
+export interface StoreHarness {
+  /** Why the backend cannot be reached, or undefined when it can. */
+  unavailable: string | undefined;
+  /** A new empty namespace. */
+  namespace(): Promise<Namespace>;
+}
+
+const DAY = 24 * 60 * 60 * 1000;
+const HOUR = 60 * 60 * 1000;
+
+export function randomId(): string {
+  return randomBytes(32).toString('hex');
+}
+
+export function makeRecord(overrides: Partial<SessionRecord> = {}): SessionRecord {
+  const t = Date.now() + DAY;
+  const n = randomBytes(4).toString('hex');
+  return {
+    idHash: randomId(),
+    clientId: 'web',
+    tenant: 'acme',
+    issuer: 'https://idp.example.com',
+    sub: `user-${n}`,
+    sid: `sid-${n}`,
+    payload: `sealed.${randomBytes(48).toString('base64url')}`,
+    accessExpiresAt: t + 5 * 60 * 1000,
+    createdAt: t,
+    lastUsedAt: t,
+    expiresAt: t + 8 * HOUR,
+    idleExpiresAt: t + HOUR,
+    version: 1,
+    userAgent: 'Mozilla/5.0 (X11; Linux x86_64)',
+    ...overrides,
+  };
+}
+
+/** Polls `check` until it returns true or `timeoutMs` passes. */
+export async function eventually(check: () => boolean | Promise<boolean>, timeoutMs = 5000, stepMs = 50): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await check()) return;
+    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
+    await sleep(stepMs);
+  }
+}
+
+/** Registers the contract suite, or (backend unreachable) a failing test in CI and a skipped one elsewhere. */
+export function runStoreContract(name: string, harness: StoreHarness): void {
+  const { unavailable } = harness;
+  if (unavailable !== undefined) {
+    if (process.env.CI === 'true') {
+      describe(`${name} store contract`, () => {
+        it('backend is reachable (required in CI)', () => {
+          throw new Error(`${name} is not reachable: ${unavailable}`);
+        });
+      });
+    } else {
+      console.warn(`[store contract] skipping ${name}: ${unavailable} (set CI=true to make this a failure)`);
+      describe.skip(`${name} store contract (skipped: ${unavailable})`, () => {
+        it('backend is reachable', () => {});
+      });
+    }
+    return;
+  }
+
+  describe(`${name} store contract`, () => {
+    const namespaces: Namespace[] = [];
+    const opened: SessionStore[] = [];
+    let shared: Namespace;
+    let store: SessionStore;
+
+    const freshNamespace = async () => {
+      const ns = await harness.namespace();
+      namespaces.push(ns);
+      return ns;
+    };
+    const openOn = (ns: Namespace) => {
+      const s = ns.open();
+      opened.push(s);
+      return s;
+    };
+    const migratedStoreOnFreshNamespace = async () => {
+      const s = openOn(await freshNamespace());
+      await s.migrate();
+      return s;
+    };
+
+    beforeAll(async () => {
+      shared = await freshNamespace();
+      store = openOn(shared);
+      await store.migrate();
+    });
+
+    afterAll(async () => {
+      await Promise.allSettled(opened.map((s) => s.close()));
+      await Promise.allSettled(namespaces.map((ns) => ns.drop()));
+    });
+
+    describe('create / get', () => {
+      it('round-trips every field, numbers as numbers', async () => {
+        const record = makeRecord();
+        await store.create(record);
+        const got = await store.get(record.idHash);
+        expect(got).toStrictEqual(record);
+        for (const field of ['accessExpiresAt', 'createdAt', 'lastUsedAt', 'expiresAt', 'idleExpiresAt', 'version'] as const) {
+          expect(typeof got?.[field], field).toBe('number');
+        }
+      });
+
+      it('round-trips nulls and awkward strings', async () => {
+        const record = makeRecord({
+          tenant: null,
+          sid: null,
+          accessExpiresAt: null,
+          userAgent: null,
+          issuer: 'https://idp.example.com:8443/realms/a%20b',
+          sub: 'ünïcödé:sub%3A💥',
+          payload: '',
+        });
+        await store.create(record);
+        expect(await store.get(record.idHash)).toStrictEqual(record);
+        expect(await store.listBySubject(record.issuer, record.sub)).toStrictEqual([record]);
+      });
+
+      it('returns undefined for an absent id', async () => {
+        expect(await store.get(randomId())).toBeUndefined();
+      });
+    });
+
+    describe('updatePayload', () => {
+      it('replaces the payload and bumps the version when the version matches', async () => {
+        const record = makeRecord({ version: 3 });
+        await store.create(record);
+        const next = await store.updatePayload(record.idHash, 3, { payload: 'p2', accessExpiresAt: record.createdAt + 999 });
+        expect(next).toBe(4);
+        const got = await store.get(record.idHash);
+        expect(got).toStrictEqual({ ...record, payload: 'p2', accessExpiresAt: record.createdAt + 999, version: 4 });
+
+        // Clearing the access expiry works too.
+        expect(await store.updatePayload(record.idHash, 4, { payload: 'p3', accessExpiresAt: null })).toBe(5);
+        expect((await store.get(record.idHash))?.accessExpiresAt).toBeNull();
+      });
+
+      it('returns null and changes nothing when the version moved', async () => {
+        const record = makeRecord();
+        await store.create(record);
+        expect(await store.updatePayload(record.idHash, 1, { payload: 'winner', accessExpiresAt: null })).toBe(2);
+        expect(await store.updatePayload(record.idHash, 1, { payload: 'loser', accessExpiresAt: 1 })).toBeNull();
+        const got = await store.get(record.idHash);
+        expect(got?.payload).toBe('winner');
+        expect(got?.version).toBe(2);
+      });
+
+      it('returns null for an absent record (and does not create one)', async () => {
+        const id = randomId();
+        expect(await store.updatePayload(id, 1, { payload: 'x', accessExpiresAt: null })).toBeNull();
+        expect(await store.get(id)).toBeUndefined();
+      });
+
+      it('lets exactly one of several concurrent updates of the same version win', async () => {
+        const record = makeRecord();
+        await store.create(record);
+        const results = await Promise.all(
+          Array.from({ length: 5 }, (_, i) => store.updatePayload(record.idHash, 1, { payload: `p${i}`, accessExpiresAt: null })),
+        );
+        expect(results.filter((r) => r === 2)).toHaveLength(1);
+        expect(results.filter((r) => r === null)).toHaveLength(4);
+      });
+    });
+
+    describe('touch', () => {
+      it('sets lastUsedAt and idleExpiresAt without bumping the version', async () => {
+        const record = makeRecord();
+        await store.create(record);
+        await store.touch(record.idHash, record.createdAt + 1000, record.createdAt + 2 * HOUR);
+        expect(await store.get(record.idHash)).toStrictEqual({
+          ...record,
+          lastUsedAt: record.createdAt + 1000,
+          idleExpiresAt: record.createdAt + 2 * HOUR,
+        });
+      });
+
+      it('never extends idleExpiresAt beyond expiresAt', async () => {
+        const record = makeRecord();
+        await store.create(record);
+        await store.touch(record.idHash, record.createdAt + 1000, record.expiresAt + HOUR);
+        expect((await store.get(record.idHash))?.idleExpiresAt).toBe(record.expiresAt);
+      });
+
+      it('is a no-op for an absent record', async () => {
+        const id = randomId();
+        await store.touch(id, Date.now(), Date.now() + HOUR);
+        expect(await store.get(id)).toBeUndefined();
+      });
+    });
+
+    describe('delete', () => {
+      it('deletes once and reports whether it did', async () => {
+        const record = makeRecord();
+        await store.create(record);
+        expect(await store.delete(record.idHash)).toBe(true);
+        expect(await store.get(record.idHash)).toBeUndefined();
+        expect(await store.delete(record.idHash)).toBe(false);
+        expect(await store.listBySubject(record.issuer, record.sub)).toStrictEqual([]);
+      });
+    });
+
+    describe('by subject / sid', () => {
+      it('deleteBySubject deletes the subject at that issuer only', async () => {
+        const a1 = makeRecord({ issuer: 'https://a.example' });
+        const a2 = makeRecord({ issuer: a1.issuer, sub: a1.sub, sid: 'other-sid' });
+        const b = makeRecord({ issuer: 'https://b.example', sub: a1.sub, sid: a1.sid });
+        const otherSub = makeRecord({ issuer: a1.issuer });
+        for (const r of [a1, a2, b, otherSub]) await store.create(r);
+
+        expect((await store.deleteBySubject(a1.issuer, a1.sub)).sort()).toStrictEqual([a1.idHash, a2.idHash].sort());
+        expect(await store.get(a1.idHash)).toBeUndefined();
+        expect(await store.get(a2.idHash)).toBeUndefined();
+        expect(await store.get(b.idHash)).toStrictEqual(b);
+        expect(await store.get(otherSub.idHash)).toStrictEqual(otherSub);
+        expect(await store.deleteBySubject(a1.issuer, a1.sub)).toStrictEqual([]);
+        // The deleted sessions are gone from the sid lookup as well.
+        expect(await store.deleteBySid(a1.issuer, 'other-sid')).toStrictEqual([]);
+      });
+
+      it('keeps issuer and subject apart even when they contain separators', async () => {
+        const x = makeRecord({ issuer: 'https://a', sub: 'b:c', sid: 's' });
+        const y = makeRecord({ issuer: 'https://a:b', sub: 'c', sid: 's' });
+        await store.create(x);
+        await store.create(y);
+        expect(await store.deleteBySubject('https://a', 'b:c')).toStrictEqual([x.idHash]);
+        expect(await store.deleteBySid('https://a:b', 's')).toStrictEqual([y.idHash]);
+      });
+
+      it('deleteBySid deletes the sid at that issuer only', async () => {
+        const a1 = makeRecord({ issuer: 'https://a.example', sid: `sid-${randomId().slice(0, 8)}` });
+        const a2 = makeRecord({ issuer: a1.issuer, sid: a1.sid });
+        const b = makeRecord({ issuer: 'https://b.example', sid: a1.sid });
+        const noSid = makeRecord({ issuer: a1.issuer, sub: a1.sub, sid: null });
+        for (const r of [a1, a2, b, noSid]) await store.create(r);
+
+        expect((await store.deleteBySid(a1.issuer, a1.sid as string)).sort()).toStrictEqual([a1.idHash, a2.idHash].sort());
+        expect(await store.get(b.idHash)).toStrictEqual(b);
+        expect(await store.get(noSid.idHash)).toStrictEqual(noSid);
+        expect(await store.deleteBySid(a1.issuer, a1.sid as string)).toStrictEqual([]);
+        expect(await store.listBySubject(a1.issuer, a1.sub)).toStrictEqual([noSid]);
+      });
+
+      it('listBySubject lists that issuer’s sessions of the subject, oldest first', async () => {
+        const first = makeRecord({ issuer: 'https://a.example' });
+        const second = makeRecord({ issuer: first.issuer, sub: first.sub, createdAt: first.createdAt + 10 });
+        const otherIssuer = makeRecord({ issuer: 'https://b.example', sub: first.sub });
+        for (const r of [second, first, otherIssuer]) await store.create(r);
+        expect(await store.listBySubject(first.issuer, first.sub)).toStrictEqual([first, second]);
+        expect(await store.listBySubject(first.issuer, 'nobody')).toStrictEqual([]);
+      });
+    });
+
+    describe('deleteExpired', () => {
+      it('deletes absolutely and idle-expired sessions in bounded batches', async () => {
+        const s = await migratedStoreOnFreshNamespace();
+        const now = Date.now() + 2 * DAY;
+        const absolute = makeRecord({ createdAt: now - 9 * HOUR, expiresAt: now - 1, idleExpiresAt: now - 1 });
+        const idle = makeRecord({ createdAt: now - 2 * HOUR, expiresAt: now + 6 * HOUR, idleExpiresAt: now - 1 });
+        const active = makeRecord({ createdAt: now - HOUR, expiresAt: now + 7 * HOUR, idleExpiresAt: now + HOUR });
+        const boundary = makeRecord({ createdAt: now - HOUR, expiresAt: now + HOUR, idleExpiresAt: now });
+        for (const r of [absolute, idle, active, boundary]) await s.create(r);
+
+        expect(await s.deleteExpired(now, 1)).toBe(1);
+        expect(await s.deleteExpired(now, 1)).toBe(1);
+        expect(await s.deleteExpired(now, 1)).toBe(0);
+        expect(await s.get(absolute.idHash)).toBeUndefined();
+        expect(await s.get(idle.idHash)).toBeUndefined();
+        expect(await s.get(active.idHash)).toStrictEqual(active);
+        // "Before now" is strict: a session whose idle end is exactly now stays.
+        expect(await s.get(boundary.idHash)).toStrictEqual(boundary);
+        expect(await s.listBySubject(idle.issuer, idle.sub)).toStrictEqual([]);
+      });
+
+      it('respects the limit and the caller loops until 0', async () => {
+        const s = await migratedStoreOnFreshNamespace();
+        const now = Date.now() + 2 * DAY;
+        for (let i = 0; i < 25; i++) await s.create(makeRecord({ createdAt: now - HOUR, idleExpiresAt: now - 1 - i }));
+        const keep = makeRecord({ createdAt: now - HOUR, expiresAt: now + HOUR, idleExpiresAt: now + HOUR });
+        await s.create(keep);
+
+        const batches: number[] = [];
+        for (let n = -1; n !== 0; ) batches.push((n = await s.deleteExpired(now, 10)));
+        expect(batches).toStrictEqual([10, 10, 5, 0]);
+        expect(await s.countActive(now)).toBe(1);
+      });
+
+      it('does not remove a session touched back to life', async () => {
+        const s = await migratedStoreOnFreshNamespace();
+        const now = Date.now() + 2 * DAY;
+        const r = makeRecord({ createdAt: now - HOUR, expiresAt: now + HOUR, idleExpiresAt: now - 1 });
+        await s.create(r);
+        await s.touch(r.idHash, now, now + 30 * 60 * 1000);
+        expect(await s.deleteExpired(now, 10)).toBe(0);
+        expect((await s.get(r.idHash))?.idleExpiresAt).toBe(now + 30 * 60 * 1000);
+      });
+    });
+
+    describe('refresh lease', () => {
+      it('is exclusive until released by its owner', async () => {
+        const record = makeRecord();
+        await store.create(record);
+        const now = Date.now();
+        expect(await store.acquireRefreshLease(record.idHash, 'owner-1', 10_000, now)).toBe(true);
+        expect(await store.acquireRefreshLease(record.idHash, 'owner-2', 10_000, now)).toBe(false);
+        // Re-acquiring one's own lease succeeds (and extends it).
+        expect(await store.acquireRefreshLease(record.idHash, 'owner-1', 10_000, now)).toBe(true);
+        // A release by a non-owner is ignored.
+        await store.releaseRefreshLease(record.idHash, 'owner-2');
+        expect(await store.acquireRefreshLease(record.idHash, 'owner-2', 10_000, now)).toBe(false);
+        await store.releaseRefreshLease(record.idHash, 'owner-1');
+        expect(await store.acquireRefreshLease(record.idHash, 'owner-2', 10_000, now)).toBe(true);
+        // The lease does not touch the session's data.
+        expect(await store.get(record.idHash)).toStrictEqual(record);
+      });
+
+      it('can be taken over once expired', async () => {
+        const record = makeRecord();
+        await store.create(record);
+        expect(await store.acquireRefreshLease(record.idHash, 'owner-1', 100, Date.now())).toBe(true);
+        expect(await store.acquireRefreshLease(record.idHash, 'owner-2', 100, Date.now())).toBe(false);
+        await sleep(200);
+        expect(await store.acquireRefreshLease(record.idHash, 'owner-2', 10_000, Date.now())).toBe(true);
+      });
+
+      it('lets only one of several concurrent acquirers win', async () => {
+        const record = makeRecord();
+        await store.create(record);
+        const now = Date.now();
+        const wins = await Promise.all(
+          Array.from({ length: 5 }, (_, i) => store.acquireRefreshLease(record.idHash, `owner-${i}`, 10_000, now)),
+        );
+        expect(wins.filter(Boolean)).toHaveLength(1);
+      });
+
+      it('is not granted for an absent session', async () => {
+        expect(await store.acquireRefreshLease(randomId(), 'owner-1', 10_000, Date.now())).toBe(false);
+      });
+    });
+
+    describe('countActive', () => {
+      it('counts sessions with neither expiry before now', async () => {
+        const s = await migratedStoreOnFreshNamespace();
+        const now = Date.now() + 2 * DAY;
+        expect(await s.countActive(now)).toBe(0);
+        await s.create(makeRecord({ createdAt: now - HOUR, expiresAt: now + HOUR, idleExpiresAt: now + HOUR }));
+        await s.create(makeRecord({ createdAt: now - HOUR, expiresAt: now + HOUR, idleExpiresAt: now }));
+        await s.create(makeRecord({ createdAt: now - HOUR, expiresAt: now - 1, idleExpiresAt: now - 1 }));
+        await s.create(makeRecord({ createdAt: now - HOUR, expiresAt: now + HOUR, idleExpiresAt: now - 1 }));
+        expect(await s.countActive(now)).toBe(2);
+        expect(await s.countActive(now + HOUR + 1)).toBe(0);
+      });
+    });
+
+    describe('invalidation', () => {
+      it('reaches listeners on this and on a second instance of the same store', async () => {
+        const other = openOn(shared);
+        const seenHere: string[][] = [];
+        const seenThere: string[][] = [];
+        store.onInvalidation((ids) => seenHere.push(ids));
+        other.onInvalidation((ids) => seenThere.push(ids));
+        const ids = [randomId(), randomId()];
+        // The listening connection comes up asynchronously: publish until it has been heard.
+        await eventually(async () => {
+          await store.publishInvalidation(ids);
+          return seenThere.length > 0 && seenHere.length > 0;
+        }, 10_000, 200);
+        expect(seenThere[0]).toStrictEqual(ids);
+        expect(seenHere[0]).toStrictEqual(ids);
+      });
+
+      it('carries large batches', async () => {
+        const other = openOn(shared);
+        const ids = Array.from({ length: 250 }, randomId);
+        const seen = new Set<string>();
+        other.onInvalidation((batch) => batch.forEach((id) => seen.add(id)));
+        await eventually(async () => {
+          await store.publishInvalidation(ids);
+          return ids.every((id) => seen.has(id));
+        }, 10_000, 200);
+      });
+    });
+
+    describe('client registrations', () => {
+      it('puts, gets and overwrites', async () => {
+        const id = `client-${randomId().slice(0, 8)}`;
+        expect(await store.getClientRegistration(id)).toBeUndefined();
+        await store.putClientRegistration(id, 'sealed-1');
+        expect(await store.getClientRegistration(id)).toBe('sealed-1');
+        await store.putClientRegistration(id, 'sealed-2');
+        expect(await store.getClientRegistration(id)).toBe('sealed-2');
+      });
+    });
+
+    describe('migrate', () => {
+      it('is harmless when run again', async () => {
+        const record = makeRecord();
+        await store.create(record);
+        await store.migrate();
+        await openOn(shared).migrate();
+        expect(await store.get(record.idHash)).toStrictEqual(record);
+      });
+
+      it('is safe when two instances migrate a fresh namespace at once', async () => {
+        const ns = await freshNamespace();
+        const [a, b, c] = [openOn(ns), openOn(ns), openOn(ns)];
+        await Promise.all([a.migrate(), b.migrate(), c.migrate()]);
+        const record = makeRecord();
+        await a.create(record);
+        expect(await b.get(record.idHash)).toStrictEqual(record);
+      });
+
+      it('ping succeeds', async () => {
+        await expect(store.ping()).resolves.toBeUndefined();
+      });
+    });
+  });
+}

@@ -1,0 +1,110 @@
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { afterAll, describe, expect, it } from 'vitest';
+import { createPostgresStore } from '../../src/store/postgres.ts';
+import { StoreUnavailableError } from '../../src/store/types.ts';
+import { eventually, makeRecord, randomId, runStoreContract } from './contract.ts';
+import { closedPort, startTcpProxy } from './net.ts';
+
+const url = process.env.TH_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+const quiet = () => {};
+
+async function probe(): Promise<string | undefined> {
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 2000 });
+  try {
+    await client.connect();
+    await client.query('select 1');
+    return undefined;
+  } catch (err) {
+    return `cannot connect to ${url} (${err instanceof Error ? err.message || err.name : String(err)}); set TH_TEST_POSTGRES_URL`;
+  } finally {
+    await client.end().catch(() => {});
+  }
+}
+
+const unavailable = await probe();
+const admin = unavailable === undefined ? new pg.Pool({ connectionString: url, max: 2 }) : undefined;
+afterAll(() => admin?.end());
+
+const newSchemaName = () => `th_test_${randomBytes(6).toString('hex')}`;
+const dropSchema = (schema: string) => admin?.query(`drop schema if exists "${schema}" cascade`);
+
+runStoreContract('postgresql', {
+  unavailable,
+  async namespace() {
+    // Fresh schema per namespace; migrate() creates it.
+    const schema = newSchemaName();
+    return {
+      open: () => createPostgresStore({ connectionString: url, schema, poolSize: 4, onError: quiet }),
+      drop: async () => void (await dropSchema(schema)),
+    };
+  },
+});
+
+describe.skipIf(unavailable !== undefined)('postgresql store specifics', () => {
+  it('returns BIGINT times as numbers and records the migration once', async () => {
+    const schema = newSchemaName();
+    const [a, b] = [0, 1].map(() => createPostgresStore({ connectionString: url, schema, onError: quiet }));
+    try {
+      await Promise.all([a!.migrate(), b!.migrate()]);
+      const { rows } = await admin!.query(`select name from "${schema}".token_handler_migration`);
+      expect(rows).toStrictEqual([{ name: '0001_initial' }]);
+      const { rows: indexes } = await admin!.query('select indexname from pg_indexes where schemaname = $1 order by 1', [schema]);
+      expect(indexes.map((r: { indexname: string }) => r.indexname)).toEqual(
+        expect.arrayContaining(['sessions_issuer_sub_idx', 'sessions_issuer_sid_idx', 'sessions_expires_at_idx', 'sessions_idle_expires_at_idx']),
+      );
+    } finally {
+      await Promise.all([a!.close(), b!.close()]);
+      await dropSchema(schema);
+    }
+  });
+
+  it('fails fast with StoreUnavailableError when nothing listens on the port', async () => {
+    const port = await closedPort();
+    const store = createPostgresStore({ host: '127.0.0.1', port, database: 'test', user: 'postgres', onError: quiet });
+    try {
+      for (const call of [() => store.get(randomId()), () => store.migrate(), () => store.ping()]) {
+        const started = Date.now();
+        await expect(call()).rejects.toBeInstanceOf(StoreUnavailableError);
+        expect(Date.now() - started).toBeLessThan(3000);
+      }
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('fails fast while the database is cut off and recovers by itself, listener included', async () => {
+    const proxy = await startTcpProxy(new URL(url).port ? Number(new URL(url).port) : 5432, new URL(url).hostname);
+    const schema = newSchemaName();
+    const viaProxy = new URL(url);
+    viaProxy.hostname = '127.0.0.1';
+    viaProxy.port = String(proxy.port);
+    const store = createPostgresStore({ connectionString: viaProxy.toString(), schema, onError: quiet });
+    const direct = createPostgresStore({ connectionString: url, schema, onError: quiet });
+    try {
+      await store.migrate();
+      const record = makeRecord();
+      await store.create(record);
+      const heard: string[] = [];
+      store.onInvalidation((ids) => heard.push(...ids));
+
+      await proxy.cut();
+      const started = Date.now();
+      await expect(store.get(record.idHash)).rejects.toBeInstanceOf(StoreUnavailableError);
+      expect(Date.now() - started).toBeLessThan(3000);
+
+      await proxy.restore();
+      await eventually(async () => (await store.get(record.idHash).catch(() => undefined)) !== undefined, 10_000, 100);
+      // The LISTEN connection was cut too; it must come back and hear invalidations again.
+      const id = randomId();
+      await eventually(async () => {
+        await direct.publishInvalidation([id]);
+        return heard.includes(id);
+      }, 15_000, 250);
+    } finally {
+      await Promise.all([store.close(), direct.close()]);
+      await proxy.close();
+      await dropSchema(schema);
+    }
+  });
+});

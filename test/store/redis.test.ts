@@ -1,0 +1,153 @@
+import { randomBytes } from 'node:crypto';
+import { Redis } from 'ioredis';
+import { afterAll, describe, expect, it } from 'vitest';
+import { createRedisStore } from '../../src/store/redis.ts';
+import { StoreUnavailableError } from '../../src/store/types.ts';
+import { eventually, makeRecord, randomId, runStoreContract } from './contract.ts';
+import { closedPort, startTcpProxy } from './net.ts';
+
+const url = process.env.TH_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
+const quiet = () => {};
+/** Every key of this run lives under this prefix; each namespace adds its own part. */
+const runPrefix = `th-test:${randomBytes(6).toString('hex')}:`;
+
+async function probe(): Promise<string | undefined> {
+  const client = new Redis(url, { lazyConnect: true, connectTimeout: 2000, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  // connect() rejects with a generic "Connection is closed."; the socket error says why.
+  let cause: unknown;
+  client.on('error', (err) => (cause ??= err));
+  try {
+    await client.connect();
+    await client.ping();
+    return undefined;
+  } catch (err) {
+    const reason = cause ?? err;
+    return `cannot connect to ${url} (${reason instanceof Error ? reason.message : String(reason)}); set TH_TEST_REDIS_URL`;
+  } finally {
+    client.disconnect();
+  }
+}
+
+const unavailable = await probe();
+const admin = unavailable === undefined ? new Redis(url) : undefined;
+
+async function deleteKeys(prefix: string): Promise<void> {
+  if (admin === undefined) return;
+  const pattern = `${prefix.replace(/[*?[\]\\]/g, '\\$&')}*`;
+  for await (const keys of admin.scanStream({ match: pattern, count: 1000 }) as AsyncIterable<string[]>) {
+    if (keys.length > 0) await admin.unlink(...keys);
+  }
+}
+
+afterAll(async () => {
+  await deleteKeys(runPrefix);
+  admin?.disconnect();
+});
+
+let namespaces = 0;
+const newPrefix = () => `${runPrefix}${++namespaces}:`;
+
+runStoreContract('redis', {
+  unavailable,
+  async namespace() {
+    const keyPrefix = newPrefix();
+    return {
+      open: () => createRedisStore({ url, keyPrefix, onError: quiet }),
+      drop: () => deleteKeys(keyPrefix),
+    };
+  },
+});
+
+describe.skipIf(unavailable !== undefined)('redis store specifics', () => {
+  it('stores a session as a hash expiring at max(expiresAt, idleExpiresAt), with index sets', async () => {
+    const keyPrefix = newPrefix();
+    const store = createRedisStore({ url, keyPrefix, onError: quiet });
+    try {
+      const record = makeRecord({ issuer: 'https://idp:1', sub: 'a%b' });
+      await store.create(record);
+      const expireAt = await admin!.pexpiretime(`${keyPrefix}s:${record.idHash}`);
+      expect(expireAt).toBe(Math.max(record.expiresAt, record.idleExpiresAt));
+      expect(await admin!.smembers(`${keyPrefix}i:sub:https%3A//idp%3A1:a%25b`)).toStrictEqual([record.idHash]);
+      expect(await admin!.smembers(`${keyPrefix}i:sid:https%3A//idp%3A1:${record.sid}`)).toStrictEqual([record.idHash]);
+      expect(await admin!.pexpiretime(`${keyPrefix}i:sub:https%3A//idp%3A1:a%25b`)).toBe(expireAt);
+      await store.delete(record.idHash);
+      expect(await admin!.exists(`${keyPrefix}i:sub:https%3A//idp%3A1:a%25b`, `${keyPrefix}deadlines`)).toBe(0);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('tolerates index members whose session expired by TTL, and sweeps them', async () => {
+    const keyPrefix = newPrefix();
+    const store = createRedisStore({ url, keyPrefix, onError: quiet });
+    try {
+      const live = makeRecord();
+      const gone = makeRecord({ issuer: live.issuer, sub: live.sub, sid: live.sid });
+      const orphan = makeRecord();
+      for (const r of [live, gone, orphan]) await store.create(r);
+      // Simulate Redis expiring the hashes by TTL: the index sets and deadlines still name them.
+      await admin!.del(`${keyPrefix}s:${gone.idHash}`, `${keyPrefix}s:${orphan.idHash}`);
+
+      expect(await store.listBySubject(live.issuer, live.sub)).toStrictEqual([live]);
+      expect(await store.deleteBySid(live.issuer, live.sid as string)).toStrictEqual([live.idHash]);
+
+      // The orphan's index sets are only reachable by the SCAN sweep in deleteExpired.
+      const orphanSub = `${keyPrefix}i:sub:${orphan.issuer.replaceAll(':', '%3A')}:${orphan.sub}`;
+      expect(await admin!.sismember(orphanSub, orphan.idHash)).toBe(1);
+      await eventually(async () => {
+        await store.deleteExpired(Date.now(), 100);
+        return (await admin!.exists(orphanSub)) === 0;
+      }, 5000, 10);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('fails fast with StoreUnavailableError when nothing listens on the port', async () => {
+    const port = await closedPort();
+    const store = createRedisStore({ url: `redis://127.0.0.1:${port}`, keyPrefix: newPrefix(), onError: quiet });
+    try {
+      for (const call of [() => store.get(randomId()), () => store.migrate(), () => store.ping()]) {
+        const started = Date.now();
+        await expect(call()).rejects.toBeInstanceOf(StoreUnavailableError);
+        expect(Date.now() - started).toBeLessThan(3000);
+      }
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('fails fast while Redis is cut off and recovers by itself, subscriber included', async () => {
+    const target = new URL(url);
+    const proxy = await startTcpProxy(Number(target.port || 6379), target.hostname);
+    const viaProxy = new URL(url);
+    viaProxy.hostname = '127.0.0.1';
+    viaProxy.port = String(proxy.port);
+    const keyPrefix = newPrefix();
+    const store = createRedisStore({ url: viaProxy.toString(), keyPrefix, onError: quiet });
+    const direct = createRedisStore({ url, keyPrefix, onError: quiet });
+    try {
+      await store.migrate();
+      const record = makeRecord();
+      await store.create(record);
+      const heard: string[] = [];
+      store.onInvalidation((ids) => heard.push(...ids));
+
+      await proxy.cut();
+      const started = Date.now();
+      await expect(store.get(record.idHash)).rejects.toBeInstanceOf(StoreUnavailableError);
+      expect(Date.now() - started).toBeLessThan(3000);
+
+      await proxy.restore();
+      await eventually(async () => (await store.get(record.idHash).catch(() => undefined)) !== undefined, 10_000, 100);
+      const id = randomId();
+      await eventually(async () => {
+        await direct.publishInvalidation([id]);
+        return heard.includes(id);
+      }, 10_000, 250);
+    } finally {
+      await Promise.all([store.close(), direct.close()]);
+      await proxy.close();
+    }
+  });
+});
