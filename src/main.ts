@@ -1,19 +1,16 @@
 import { buildApp } from './app.ts';
 import { ConfigError, formatConfigError } from './config/errors.ts';
 import { loadConfig } from './config/load.ts';
-import { helpText, versionText } from './config/options.ts';
+import { helpOrVersion } from './config/cli.ts';
 
 const SHUTDOWN_GRACE_MS = 25_000;
 
 /** Process entry: read config, build the app, listen, shut down gracefully on SIGTERM/SIGINT. */
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
-  if (argv.includes('--help') || argv.includes('-h')) {
-    process.stdout.write(helpText());
-    return;
-  }
-  if (argv.includes('--version')) {
-    process.stdout.write(`${versionText()}\n`);
+  const text = helpOrVersion(argv);
+  if (text !== undefined) {
+    process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
     return;
   }
   let loaded;

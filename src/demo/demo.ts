@@ -71,20 +71,22 @@ export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
     '--db_path', options.dbPath ?? join(dir, 'token-handler.db'),
     '--oidc_issuer', idp.issuer,
     '--oidc_client_id', 'token-handler',
-    '--oidc_client_secret', 'token-handler-secret',
     '--oidc_allow_insecure_issuer',
     '--oidc_scopes', 'openid profile email offline_access roles',
     '--oidc_post_login_redirect_url', '/',
     '--oidc_post_logout_redirect_url', '/',
     '--proxy_config', proxyFile,
-    '--session_auth_secret', 'demo-auth-secret-not-for-production-000',
-    '--session_enc_secret', 'demo-enc-secret-not-for-production',
-    '--session_db_key', 'demo-db-key-not-for-production-000000',
     '--log_level', options.logLevel ?? 'info',
     ...(options.extraArgs ?? []),
   ];
   // Extra auth parameters: ask for consent so the demo IdP issues a refresh token with offline_access.
-  const { config, warnings } = loadConfig({ argv, env: {}, cwd: dir });
+  const env = {
+    OIDC_CLIENT_SECRET: 'token-handler-secret',
+    SESSION_AUTH_SECRET: 'demo-auth-secret-not-for-production-000',
+    SESSION_ENC_SECRET: 'demo-enc-secret-not-for-production',
+    SESSION_DB_KEY: 'demo-db-key-not-for-production-000000',
+  };
+  const { config, warnings } = loadConfig({ argv, env, cwd: dir });
   for (const client of config.clients) client.extraAuthParams = { prompt: 'consent', ...client.extraAuthParams };
   const th = await buildApp(config);
   for (const warning of warnings) th.app.log.warn(`CONFIGURATION WARNING: ${warning}`);

@@ -1,0 +1,248 @@
+/**
+ * OIDC clients: the `default` client from the `--oidc_*` options (merged over a config-file entry
+ * with id `default`, flags winning), plus the config file's other `clients`. Every field is checked
+ * with the parsers the flags use, and problems name the field and where it came from.
+ */
+import { readFileSync } from 'node:fs';
+import { resolve as resolvePath } from 'node:path';
+import { errorCode } from './files.ts';
+import type { OptionKey, OptionValues } from './options.ts';
+import { InvalidValue, parseHttpUrl, parseOrigin, parseRedirectTarget, parseScopes, splitList } from './parsers.ts';
+import { isInsecureUrl } from './production.ts';
+import { describeValue } from './resolve.ts';
+import type { OptionSource } from './resolve.ts';
+import type { ClientEntry } from './schema.ts';
+import type { ClientConfig } from './types.ts';
+
+export const DEFAULT_CLIENT_ID = 'default';
+export const ID_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
+/** Parameters the authorization request sets itself; `extraAuthParams` may not override them. */
+const RESERVED_AUTH_PARAMS = ['response_type', 'client_id', 'client_secret', 'redirect_uri', 'scope', 'state', 'nonce', 'code_challenge', 'code_challenge_method'];
+
+export interface ClientsInput {
+  values: OptionValues;
+  sources: Record<OptionKey, OptionSource>;
+  /** Validated config-file entries with their index in `clients`. */
+  entries: { value: ClientEntry; index: number }[];
+  /** `config file clients` */
+  prefix: string;
+  /** Directory against which a relative `clientSecretFile` is resolved. */
+  baseDir: string;
+  /** The environment, then token_handler.env: for `clientSecretEnv`. */
+  lookupEnv: (name: string) => string | undefined;
+}
+
+export interface ClientsResult {
+  clients: ClientConfig[];
+  problems: string[];
+  warnings: string[];
+}
+
+/** A field value with the text that introduces it in messages. */
+interface Sourced<T> {
+  value: T;
+  /** e.g. `--oidc_issuer "http://x" (from env OIDC_ISSUER)` or `config file clients[1].issuer "http://x"`. */
+  where: string;
+}
+
+export function buildClients(input: ClientsInput): ClientsResult {
+  const { values, entries, prefix } = input;
+  const result: ClientsResult = { clients: [], problems: [], warnings: [] };
+  const seen = new Map<string, string>();
+
+  const fileDefault = entries.find((entry) => entry.value.id === DEFAULT_CLIENT_ID);
+  const explicitOidc = (['oidcClientId', 'oidcClientSecret', 'oidcRedirectUrl', 'oidcPostLoginRedirectUrl', 'oidcPostLogoutRedirectUrl', 'oidcFailureRedirectUrl', 'oidcScopes'] as const).filter(
+    (key) => input.sources[key].kind !== 'default',
+  );
+  if (values.oidcIssuer !== undefined || fileDefault !== undefined) {
+    const client = buildClient(input, fileDefault, true, result);
+    if (client) result.clients.push(client);
+    seen.set(DEFAULT_CLIENT_ID, fileDefault ? `${prefix}[${fileDefault.index}]` : 'the --oidc_* options');
+  } else if (explicitOidc.length > 0) {
+    result.problems.push(
+      `${explicitOidc.map((key) => describeValue(key, undefined, input.sources[key])).join(', ')}: set --oidc_issuer (OIDC_ISSUER) too, or define the "default" client in the config file`,
+    );
+  }
+
+  for (const entry of entries) {
+    const id = entry.value.id;
+    const where = `${prefix}[${entry.index}].id`;
+    if (!ID_PATTERN.test(id)) {
+      result.problems.push(`${where} ${JSON.stringify(id)}: must be 1-64 characters of A-Z a-z 0-9 . _ -`);
+      continue;
+    }
+    if (id === DEFAULT_CLIENT_ID) continue;
+    const previous = seen.get(id);
+    if (previous !== undefined) {
+      result.problems.push(`${where} ${JSON.stringify(id)}: duplicate client id (also ${previous})`);
+      continue;
+    }
+    seen.set(id, `${prefix}[${entry.index}]`);
+    const client = buildClient(input, entry, false, result);
+    if (client) result.clients.push(client);
+  }
+  if (result.clients.length === 0 && result.problems.length === 0) {
+    result.warnings.push('no OIDC client configured: set --oidc_issuer, --oidc_client_id and --oidc_client_secret, or define clients in the --config file; logins are disabled');
+  }
+  return result;
+}
+
+function buildClient(input: ClientsInput, entry: { value: ClientEntry; index: number } | undefined, isDefault: boolean, result: ClientsResult): ClientConfig | undefined {
+  const { values, sources, prefix } = input;
+  const file = entry?.value;
+  const at = `${prefix}[${entry?.index ?? 0}]`;
+  const problemsBefore = result.problems.length;
+  const problem = (text: string) => result.problems.push(text);
+  const isProduction = values.isProduction;
+  const id = isDefault ? DEFAULT_CLIENT_ID : (file?.id ?? '');
+  const name = `client ${JSON.stringify(id)}`;
+
+  /** The explicitly set option wins over the file; an option's own default comes last. */
+  const pick = <T>(key: OptionKey, optionValue: T | undefined, fileField: keyof ClientEntry, fileValue: T | undefined): Sourced<T> | undefined => {
+    const source = sources[key];
+    const fromOption = (): Sourced<T> | undefined =>
+      optionValue === undefined ? undefined : { value: optionValue, where: describeValue(key, typeof optionValue === 'string' ? optionValue : undefined, source) };
+    if (isDefault && source.kind !== 'default') return fromOption();
+    if (fileValue !== undefined) return { value: fileValue, where: `${at}.${fileField}${typeof fileValue === 'string' ? ` ${JSON.stringify(fileValue)}` : ''}` };
+    return isDefault || key === 'oidcScopes' ? fromOption() : undefined;
+  };
+  const check = <T>(field: Sourced<string> | undefined, parse: (raw: string) => T): T | undefined => {
+    if (field === undefined) return undefined;
+    try {
+      return parse(field.value);
+    } catch (error) {
+      if (!(error instanceof InvalidValue)) throw error;
+      problem(`${field.where}: ${error.message}`);
+      return undefined;
+    }
+  };
+
+  // Issuer: https, or http only where development explicitly allows it.
+  const issuerField = pick('oidcIssuer', values.oidcIssuer, 'issuer', file?.issuer);
+  const issuer = check(issuerField, (raw) => parseHttpUrl(raw));
+  if (issuerField === undefined) problem(`${name}: issuer is required (${isDefault ? '--oidc_issuer / OIDC_ISSUER' : `${at}.issuer`})`);
+  else if (issuer !== undefined && isInsecureUrl(issuer)) {
+    if (isProduction) problem(`${issuerField.where}: the issuer must be https in production`);
+    else if (!values.oidcAllowInsecureIssuer) problem(`${issuerField.where}: an http:// issuer needs --oidc_allow_insecure_issuer (development only)`);
+  }
+
+  const clientIdField = pick('oidcClientId', values.oidcClientId, 'clientId', file?.clientId);
+  if (clientIdField === undefined || clientIdField.value.trim() === '') {
+    problem(`${name}: clientId is required (${isDefault ? '--oidc_client_id / OIDC_CLIENT_ID' : `${at}.clientId`})`);
+  }
+
+  const clientSecret = resolveSecret(input, entry, isDefault, name, problem);
+
+  const redirectField = pick('oidcRedirectUrl', values.oidcRedirectUrl, file?.redirectUrl !== undefined ? 'redirectUrl' : 'authCallbackUrl', file?.redirectUrl ?? file?.authCallbackUrl);
+  if (file?.redirectUrl !== undefined && file.authCallbackUrl !== undefined) problem(`${at}: set redirectUrl or authCallbackUrl (the same setting), not both`);
+  const redirectUrl = check(redirectField, (raw) => parseHttpUrl(raw));
+
+  const postLogin = pick('oidcPostLoginRedirectUrl', values.oidcPostLoginRedirectUrl, 'postLoginRedirectUrl', file?.postLoginRedirectUrl);
+  const postLoginRedirectUrl = check(postLogin, parseRedirectTarget) ?? '/';
+  const postLogout = pick('oidcPostLogoutRedirectUrl', values.oidcPostLogoutRedirectUrl, 'postLogoutRedirectUrl', file?.postLogoutRedirectUrl);
+  const postLogoutRedirectUrl = check(postLogout, parseRedirectTarget);
+  const failure = pick('oidcFailureRedirectUrl', values.oidcFailureRedirectUrl, 'failureRedirectUrl', file?.failureRedirectUrl);
+  const failureRedirectUrl = check(failure, parseRedirectTarget);
+  if (isProduction) {
+    for (const [field, value] of [[redirectField, redirectUrl], [postLogin, postLoginRedirectUrl], [postLogout, postLogoutRedirectUrl], [failure, failureRedirectUrl]] as const) {
+      if (field !== undefined && isInsecureUrl(value)) problem(`${field.where}: must be https in production`);
+    }
+  }
+
+  const scopesField = pick('oidcScopes', values.oidcScopes.join(' '), 'scopes', file?.scopes === undefined ? undefined : listText(file.scopes));
+  const scopes = check(scopesField, parseScopes) ?? values.oidcScopes;
+
+  const allowedOrigins = [...(values.allowedOrigins ?? [])];
+  (typeof file?.allowedOrigins === 'string' ? splitList(file.allowedOrigins) : (file?.allowedOrigins ?? [])).forEach((origin, i) => {
+    const origins = check({ value: origin, where: `${at}.allowedOrigins[${i}] ${JSON.stringify(origin)}` }, parseOrigin);
+    if (origins !== undefined && !allowedOrigins.includes(origins)) allowedOrigins.push(origins);
+  });
+
+  const extraAuthParams: Record<string, string> = {};
+  for (const [key, value] of Object.entries(file?.extraAuthParams ?? {})) {
+    if (RESERVED_AUTH_PARAMS.includes(key)) problem(`${at}.extraAuthParams.${key}: is set by the token handler itself and cannot be overridden`);
+    else extraAuthParams[key] = String(value);
+  }
+
+  const tenant = file?.tenant?.trim();
+  if (file?.tenant !== undefined && (tenant === '' || /\s/.test(file.tenant) || hasControlCharacter(file.tenant))) problem(`${at}.tenant: must be a non-empty value without whitespace`);
+
+  const disableVerifyHost = file?.disableVerifyHost ?? false;
+  if (disableVerifyHost) {
+    if (isProduction) problem(`${at}.disableVerifyHost: development only, refused in production`);
+    else result.warnings.push(`${name} has disableVerifyHost: the request host is not checked against its redirect URL (development only)`);
+  }
+
+  if (result.problems.length > problemsBefore) return undefined;
+  return {
+    id,
+    issuer: issuer ?? '',
+    clientId: clientIdField?.value.trim() ?? '',
+    ...(clientSecret !== undefined && { clientSecret }),
+    scopes,
+    ...(redirectUrl !== undefined && { redirectUrl }),
+    postLoginRedirectUrl,
+    ...(postLogoutRedirectUrl !== undefined && { postLogoutRedirectUrl }),
+    ...(failureRedirectUrl !== undefined && { failureRedirectUrl }),
+    allowedOrigins,
+    extraAuthParams,
+    ...(tenant !== undefined && tenant !== '' && { tenant }),
+    disableVerifyHost,
+  };
+}
+
+function listText(value: string | string[]): string {
+  return typeof value === 'string' ? value : value.join(' ');
+}
+
+/** clientSecret / clientSecretEnv / clientSecretFile / --oidc_client_secret, or none when `registered: true`. */
+function resolveSecret(
+  input: ClientsInput,
+  entry: { value: ClientEntry; index: number } | undefined,
+  isDefault: boolean,
+  name: string,
+  problem: (text: string) => void,
+): string | undefined {
+  const file = entry?.value;
+  const at = `${input.prefix}[${entry?.index ?? 0}]`;
+  const flagSecret = isDefault && input.sources.oidcClientSecret.kind !== 'default' ? input.values.oidcClientSecret : undefined;
+  const ways = (['clientSecret', 'clientSecretEnv', 'clientSecretFile'] as const).filter((key) => file?.[key] !== undefined);
+  if (ways.length > 1) {
+    problem(`${at}: set only one of ${ways.join(', ')}`);
+    return undefined;
+  }
+  let secret = flagSecret;
+  if (secret === undefined && file?.clientSecret !== undefined) {
+    secret = file.clientSecret.trim();
+    if (secret === '') problem(`${at}.clientSecret: must not be empty`);
+  }
+  if (secret === undefined && file?.clientSecretEnv !== undefined) {
+    secret = input.lookupEnv(file.clientSecretEnv)?.trim();
+    if (secret === undefined || secret === '') problem(`${at}.clientSecretEnv: environment variable ${JSON.stringify(file.clientSecretEnv)} is not set`);
+  }
+  if (secret === undefined && file?.clientSecretFile !== undefined) {
+    const path = resolvePath(input.baseDir, file.clientSecretFile);
+    try {
+      secret = readFileSync(path, 'utf8').trim();
+      if (secret === '') problem(`${at}.clientSecretFile ${JSON.stringify(path)}: the file is empty`);
+    } catch (error) {
+      problem(`${at}.clientSecretFile ${JSON.stringify(path)}: cannot be read (${errorCode(error)})`);
+    }
+  }
+  if (file?.registered === true) {
+    if (secret !== undefined) problem(`${name}: registered: true means the secret comes from registration at run time; remove the configured secret`);
+    return undefined;
+  }
+  if (secret === undefined && ways.length === 0) {
+    problem(
+      isDefault
+        ? `${name}: --oidc_client_secret (OIDC_CLIENT_SECRET) is required, unless the config file marks the client registered: true`
+        : `${at}: clientSecret, clientSecretEnv or clientSecretFile is required, unless the client is registered: true`,
+    );
+  }
+  return secret === '' ? undefined : secret;
+}
+
+function hasControlCharacter(value: string): boolean {
+  return [...value].some((char) => char.charCodeAt(0) < 0x20 || char.charCodeAt(0) === 0x7f);
+}

@@ -1,0 +1,421 @@
+/**
+ * THE option table: every flag, its environment variable, default, description and parser. The
+ * command line, `--help`, the config file's option keys and docs/configuration.md all derive from it,
+ * so adding an option here is all it takes (the tests iterate over it too).
+ */
+import { readFileSync } from 'node:fs';
+import {
+  durationMs,
+  fail,
+  durationSeconds,
+  integer,
+  oneOf,
+  parseBoolean,
+  parseCookieDomain,
+  parseCookieName,
+  parseHttpUrl,
+  parseListenAddr,
+  parseLogLevel,
+  parseOptionalString,
+  parseOrigin,
+  parseOriginList,
+  parsePathPrefix,
+  parseRedirectTarget,
+  parseRequiredString,
+  parseScopes,
+  parseSecret,
+  parseSize,
+  parseToken,
+  parseTrustProxy,
+} from './parsers.ts';
+import type { CookieSecure, DbType, SameSite } from './types.ts';
+
+export type OptionGroup = 'Server' | 'Cookies and CSRF' | 'Sessions and secrets' | 'Database' | 'OIDC' | 'Targets and limits';
+
+interface OptionBase<T> {
+  /** Flag name without `--`, underscore form (the hyphen form is accepted too). */
+  flag: string;
+  env: string;
+  description: string;
+  group: OptionGroup;
+  /** Placeholder shown in help, e.g. `<duration>`. */
+  valueName: string;
+  /** Converts the raw text (from any source) or throws `InvalidValue`. */
+  parse: (raw: string) => T;
+  /** Never echo the value (in errors, warnings, help). */
+  secret?: boolean;
+  /** May be given without a value on the command line (`--is_production` means true). */
+  switch?: boolean;
+  /** A comma-separated list: a config-file array is joined with commas. */
+  list?: boolean;
+  /** A file or directory path: resolved against cwd (or the config file's directory when set there). */
+  path?: boolean;
+}
+export interface DefaultedOption<T> extends OptionBase<T> {
+  /** Parsed like any other value; shown in help and docs. */
+  default: string;
+}
+export interface OptionalOption<T> extends OptionBase<T> {
+  default?: undefined;
+}
+export type OptionDef<T = unknown> = DefaultedOption<T> | OptionalOption<T>;
+
+function withDefault<T>(def: DefaultedOption<T>): DefaultedOption<T> {
+  return def;
+}
+function optional<T>(def: OptionalOption<T>): OptionalOption<T> {
+  return def;
+}
+
+const parseSameSite = oneOf<SameSite>(['lax', 'strict', 'none']);
+const parseDbType = oneOf<DbType>(['sqlite', 'postgresql', 'redis'], { postgres: 'postgresql' });
+function parseCookieSecure(raw: string): CookieSecure {
+  const value = raw.trim().toLowerCase();
+  if (value === 'auto') return 'auto';
+  if (['true', '1', 'yes', 'false', '0', 'no'].includes(value)) return parseBoolean(value);
+  return fail('must be one of true, false, auto');
+}
+function optionalOf<T>(parse: (raw: string) => T) {
+  return (raw: string): T | undefined => (raw.trim() === '' ? undefined : parse(raw));
+}
+function parseDbUrl(raw: string): string | undefined {
+  const value = raw.trim();
+  if (value === '') return undefined;
+  if (!/^postgres(ql)?:\/\/./i.test(value)) return fail('must be a postgres:// or postgresql:// connection URL');
+  return value;
+}
+function parseRedisUrl(raw: string): string | undefined {
+  const value = raw.trim();
+  if (value === '') return undefined;
+  if (!/^rediss?:\/\/./i.test(value)) return fail('must be a redis:// or rediss:// URL');
+  return value;
+}
+
+export const optionTable = {
+  // Server
+  isProduction: withDefault({
+    flag: 'is_production', env: 'IS_PRODUCTION', group: 'Server', valueName: '[=<bool>]', switch: true, default: 'false',
+    description: 'Production mode: refuses default or short secrets, missing encryption keys, non-https URLs and development-only settings.',
+    parse: parseBoolean,
+  }),
+  logLevel: withDefault({
+    flag: 'log_level', env: 'LOG_LEVEL', group: 'Server', valueName: '<level>', default: 'info',
+    description: 'Logging level: fatal, error, warn (or warning), info, debug, trace, silent.',
+    parse: parseLogLevel,
+  }),
+  listenAddr: withDefault({
+    flag: 'listen_addr', env: 'LISTEN_ADDR', group: 'Server', valueName: '<host:port>', default: ':9080',
+    description: 'Where the service listens: `host:port`, `:port` (all interfaces) or `[::1]:port`.',
+    parse: parseListenAddr,
+  }),
+  metricsListenAddr: optional({
+    flag: 'metrics_listen_addr', env: 'METRICS_LISTEN_ADDR', group: 'Server', valueName: '<host:port>',
+    description: 'Separate listener for /metrics (same syntax as listen_addr). Unset: served on the main listener.',
+    parse: optionalOf(parseListenAddr),
+  }),
+  basePath: withDefault({
+    flag: 'base_path', env: 'BASE_PATH', group: 'Server', valueName: '<path>', default: '/token-handler/v1',
+    description: 'Base path of the token handler API.',
+    parse: parsePathPrefix,
+  }),
+  publicUrl: optional({
+    flag: 'public_url', env: 'PUBLIC_URL', group: 'Server', valueName: '<origin>',
+    description: 'Public origin of the service (scheme://host[:port]) used to build callback URLs. Unset: taken from the request.',
+    parse: optionalOf(parseOrigin),
+  }),
+  trustProxy: withDefault({
+    flag: 'trust_proxy', env: 'TRUST_PROXY', group: 'Server', valueName: '[=<list>]', switch: true, list: true, default: 'false',
+    description: 'Trust X-Forwarded-* headers: false, true, or a comma list of proxy IPs/CIDRs (and loopback, linklocal, uniquelocal).',
+    parse: parseTrustProxy,
+  }),
+  tlsCert: optional({
+    flag: 'tls_cert', env: 'TLS_CERT', group: 'Server', valueName: '<file>', path: true,
+    description: 'PEM certificate file to serve HTTPS directly (together with tls_key).',
+    parse: parseOptionalString,
+  }),
+  tlsKey: optional({
+    flag: 'tls_key', env: 'TLS_KEY', group: 'Server', valueName: '<file>', path: true,
+    description: 'PEM private key file for tls_cert.',
+    parse: parseOptionalString,
+  }),
+  legacyRoutes: withDefault({
+    flag: 'legacy_routes', env: 'LEGACY_ROUTES', group: 'Server', valueName: '[=<bool>]', switch: true, default: 'true',
+    description: 'Serve the go-token-handler routes (/login, /callback, /logout, /userinfo) for the `default` client.',
+    parse: parseBoolean,
+  }),
+  config: optional({
+    flag: 'config', env: 'CONFIG_FILE', group: 'Server', valueName: '<file>', path: true,
+    description: 'YAML or JSON config file with option values, `clients` and `targets` (see docs/configuration.md).',
+    parse: parseOptionalString,
+  }),
+  proxyConfig: optional({
+    flag: 'proxy_config', env: 'PROXY_CONFIG', group: 'Targets and limits', valueName: '<file>', path: true,
+    description: 'The path to the proxy configuration file: go-token-handler `proxies:` and/or our `targets:`.',
+    parse: parseOptionalString,
+  }),
+
+  // Cookies and CSRF
+  cookieName: withDefault({
+    flag: 'cookie_name', env: 'COOKIE_NAME', group: 'Cookies and CSRF', valueName: '<name>', default: 'session',
+    description: 'The name of the session cookie (`__Host-` is prefixed automatically when it applies).',
+    parse: parseCookieName,
+  }),
+  cookieDomain: withDefault({
+    flag: 'cookie_domain', env: 'COOKIE_DOMAIN', group: 'Cookies and CSRF', valueName: '<domain>', default: 'localhost',
+    description: 'Domain attribute of the session cookie. Unset or `localhost`: host-only cookie (no Domain attribute).',
+    parse: parseCookieDomain,
+  }),
+  cookieSameSite: withDefault({
+    flag: 'cookie_same_site', env: 'COOKIE_SAME_SITE', group: 'Cookies and CSRF', valueName: '<lax|strict|none>', default: 'lax',
+    description: 'SameSite attribute of the session cookie; `none` requires Secure.',
+    parse: parseSameSite,
+  }),
+  cookieSecure: withDefault({
+    flag: 'cookie_secure', env: 'COOKIE_SECURE', group: 'Cookies and CSRF', valueName: '[=<true|false|auto>]', switch: true, default: 'auto',
+    description: 'Secure attribute: `auto` is Secure in production and for HTTPS requests. Production forces true; `false` is refused there.',
+    parse: parseCookieSecure,
+  }),
+  csrfCookieName: withDefault({
+    flag: 'csrf_cookie_name', env: 'CSRF_COOKIE_NAME', group: 'Cookies and CSRF', valueName: '<name>', default: 'XSRF-TOKEN',
+    description: 'Cookie carrying the CSRF token (readable by the frontend).',
+    parse: parseCookieName,
+  }),
+  csrfHeaderName: withDefault({
+    flag: 'csrf_header_name', env: 'CSRF_HEADER_NAME', group: 'Cookies and CSRF', valueName: '<header>', default: 'X-XSRF-TOKEN',
+    description: 'Header in which the frontend echoes the CSRF token.',
+    parse: parseToken,
+  }),
+  tenantHeader: withDefault({
+    flag: 'tenant_header', env: 'TENANT_HEADER', group: 'Cookies and CSRF', valueName: '<header>', default: 'X-ADSP-TENANT',
+    description: 'Header naming the tenant, set by the reverse proxy (used by tenant-scoped clients).',
+    parse: parseToken,
+  }),
+
+  // Sessions and secrets
+  sessionAuthSecret: withDefault({
+    flag: 'session_auth_secret', env: 'SESSION_AUTH_SECRET', group: 'Sessions and secrets', valueName: '<secret>', secret: true,
+    default: 'my-secret-key-CHANGE-ME-IN-PROD!',
+    description: 'The authentication key for the session cookie (>= 16 bytes; >= 32 and not the default in production).',
+    parse: parseSecret,
+  }),
+  sessionOldAuthSecret: optional({
+    flag: 'session_old_auth_secret', env: 'SESSION_OLD_AUTH_SECRET', group: 'Sessions and secrets', valueName: '<secret>', secret: true,
+    description: 'The old authentication key for the session cookie, accepted during secret rotation.',
+    parse: parseSecret,
+  }),
+  sessionEncSecret: optional({
+    flag: 'session_enc_secret', env: 'SESSION_ENC_SECRET', group: 'Sessions and secrets', valueName: '<secret>', secret: true,
+    description: 'The encryption key for the session cookie (required in production).',
+    parse: parseSecret,
+  }),
+  sessionOldEncSecret: optional({
+    flag: 'session_old_enc_secret', env: 'SESSION_OLD_ENC_SECRET', group: 'Sessions and secrets', valueName: '<secret>', secret: true,
+    description: 'The old encryption key for the session cookie, accepted during secret rotation.',
+    parse: parseSecret,
+  }),
+  sessionDbKey: optional({
+    flag: 'session_db_key', env: 'SESSION_DB_KEY', group: 'Sessions and secrets', valueName: '<secret>', secret: true,
+    description: 'The encryption key for the tokens stored in the session database (required in production).',
+    parse: parseSecret,
+  }),
+  sessionOldDbKey: optional({
+    flag: 'session_old_db_key', env: 'SESSION_OLD_DB_KEY', group: 'Sessions and secrets', valueName: '<secret>', secret: true,
+    description: 'The old encryption key for the session database, accepted during key rotation.',
+    parse: parseSecret,
+  }),
+  sessionAbsoluteLifetime: withDefault({
+    flag: 'session_absolute_lifetime', env: 'SESSION_ABSOLUTE_LIFETIME', group: 'Sessions and secrets', valueName: '<duration>', default: '8h',
+    description: 'Maximum session age, however active the user is.',
+    parse: durationSeconds(60),
+  }),
+  sessionIdleLifetime: withDefault({
+    flag: 'session_idle_lifetime', env: 'SESSION_IDLE_LIFETIME', group: 'Sessions and secrets', valueName: '<duration>', default: '1h',
+    description: 'A session unused for this long expires.',
+    parse: durationSeconds(60),
+  }),
+  sessionSweepInterval: withDefault({
+    flag: 'session_sweep_interval', env: 'SESSION_SWEEP_INTERVAL', group: 'Sessions and secrets', valueName: '<duration>', default: '60s',
+    description: 'How often expired sessions are deleted from the store.',
+    parse: durationSeconds(1),
+  }),
+  sessionSweepBatchSize: withDefault({
+    flag: 'session_sweep_batch_size', env: 'SESSION_SWEEP_BATCH_SIZE', group: 'Sessions and secrets', valueName: '<n>', default: '1000',
+    description: 'Expired sessions deleted per batch.',
+    parse: integer(1, 1_000_000),
+  }),
+  refreshSkew: withDefault({
+    flag: 'refresh_skew', env: 'REFRESH_SKEW', group: 'Sessions and secrets', valueName: '<duration>', default: '30s',
+    description: 'Refresh the access token when it expires within this long.',
+    parse: durationSeconds(0),
+  }),
+
+  // Database
+  dbType: withDefault({
+    flag: 'db_type', env: 'DB_TYPE', group: 'Database', valueName: '<type>', default: 'sqlite',
+    description: 'The session store: sqlite, postgresql or redis.',
+    parse: parseDbType,
+  }),
+  dbPath: withDefault({
+    flag: 'db_path', env: 'DB_PATH', group: 'Database', valueName: '<file>', default: './token-handler.db', path: true,
+    description: 'SQLite database file (`:memory:` for an in-memory database). Unset, a `db_name` is used as the file, as go-token-handler did.',
+    parse: parseRequiredString,
+  }),
+  dbUrl: optional({
+    flag: 'db_url', env: 'DATABASE_URL', group: 'Database', valueName: '<url>', secret: true,
+    description: 'PostgreSQL connection URL; wins over db_host/db_port/db_name/db_username/db_password.',
+    parse: parseDbUrl,
+  }),
+  dbHost: optional({
+    flag: 'db_host', env: 'DB_HOST', group: 'Database', valueName: '<host>',
+    description: 'The database server hostname or IP address.',
+    parse: parseOptionalString,
+  }),
+  dbPort: optional({
+    flag: 'db_port', env: 'DB_PORT', group: 'Database', valueName: '<port>',
+    description: 'The database server port (PostgreSQL default 5432).',
+    parse: optionalOf(integer(1, 65535)),
+  }),
+  dbName: optional({
+    flag: 'db_name', env: 'DB_NAME', group: 'Database', valueName: '<name>',
+    description: 'The database name.',
+    parse: parseOptionalString,
+  }),
+  dbUsername: optional({
+    flag: 'db_username', env: 'DB_USERNAME', group: 'Database', valueName: '<user>',
+    description: 'The username to use to connect the database.',
+    parse: parseOptionalString,
+  }),
+  dbPassword: optional({
+    flag: 'db_password', env: 'DB_PASSWORD', group: 'Database', valueName: '<password>', secret: true,
+    description: 'The password to use to connect the database.',
+    parse: parseOptionalString,
+  }),
+  redisUrl: optional({
+    flag: 'redis_url', env: 'REDIS_URL', group: 'Database', valueName: '<url>', secret: true,
+    description: 'Redis URL (redis:// or rediss://) when db_type is redis.',
+    parse: parseRedisUrl,
+  }),
+
+  // OIDC (the `default` client)
+  oidcIssuer: optional({
+    flag: 'oidc_issuer', env: 'OIDC_ISSUER', group: 'OIDC', valueName: '<url>',
+    description: 'The URL of the OIDC issuer; when set, the `default` client is built from the oidc_* options.',
+    parse: optionalOf((raw) => parseHttpUrl(raw)),
+  }),
+  oidcClientId: optional({
+    flag: 'oidc_client_id', env: 'OIDC_CLIENT_ID', group: 'OIDC', valueName: '<id>',
+    description: 'The OAuth client_id of the `default` client.',
+    parse: parseOptionalString,
+  }),
+  oidcClientSecret: optional({
+    flag: 'oidc_client_secret', env: 'OIDC_CLIENT_SECRET', group: 'OIDC', valueName: '<secret>', secret: true,
+    description: 'The OAuth client secret of the `default` client.',
+    parse: parseOptionalString,
+  }),
+  oidcRedirectUrl: optional({
+    flag: 'oidc_redirect_url', env: 'OIDC_REDIRECT_URL', group: 'OIDC', valueName: '<url>',
+    description: 'Absolute URL of the login callback as the IdP sees it. Unset: derived from public_url or the request.',
+    parse: optionalOf((raw) => parseHttpUrl(raw)),
+  }),
+  oidcPostLoginRedirectUrl: withDefault({
+    flag: 'oidc_post_login_redirect_url', env: 'OIDC_POST_LOGIN_REDIRECT_URL', group: 'OIDC', valueName: '<url|path>', default: '/',
+    description: 'Where to redirect the browser after a successful login (a path or an absolute URL).',
+    parse: parseRedirectTarget,
+  }),
+  oidcPostLogoutRedirectUrl: optional({
+    flag: 'oidc_post_logout_redirect_url', env: 'OIDC_POST_LOGOUT_REDIRECT_URL', group: 'OIDC', valueName: '<url|path>',
+    description: 'Where to redirect the browser after a logout.',
+    parse: optionalOf(parseRedirectTarget),
+  }),
+  oidcFailureRedirectUrl: optional({
+    flag: 'oidc_failure_redirect_url', env: 'OIDC_FAILURE_REDIRECT_URL', group: 'OIDC', valueName: '<url|path>',
+    description: 'Where a failed login is redirected (with ?error=...). Unset: a problem+json response.',
+    parse: optionalOf(parseRedirectTarget),
+  }),
+  oidcScopes: withDefault({
+    flag: 'oidc_scopes', env: 'OIDC_SCOPES', group: 'OIDC', valueName: '<scopes>', list: true, default: 'openid profile email offline_access',
+    description: 'Scopes requested (space or comma separated; must include openid). Also the default for config-file clients.',
+    parse: parseScopes,
+  }),
+  allowedOrigins: optional({
+    flag: 'allowed_origins', env: 'ALLOWED_ORIGINS', group: 'OIDC', valueName: '<origins>', list: true,
+    description: 'Comma-separated origins (scheme://host[:port]) accepted for return_to and CSRF Origin checks, for every client.',
+    parse: optionalOf(parseOriginList),
+  }),
+  oidcTimeout: withDefault({
+    flag: 'oidc_timeout', env: 'OIDC_TIMEOUT', group: 'OIDC', valueName: '<duration>', default: '10s',
+    description: 'Timeout of every call to an identity provider.',
+    parse: durationMs(100, '100ms'),
+  }),
+  oidcAllowInsecureIssuer: withDefault({
+    flag: 'oidc_allow_insecure_issuer', env: 'OIDC_ALLOW_INSECURE_ISSUER', group: 'OIDC', valueName: '[=<bool>]', switch: true, default: 'false',
+    description: 'Development only: allow http:// issuers (the demo IdP, tests). Refused in production.',
+    parse: parseBoolean,
+  }),
+
+  // Targets and limits
+  maxBodySize: withDefault({
+    flag: 'max_body_size', env: 'MAX_BODY_SIZE', group: 'Targets and limits', valueName: '<size>', default: '10mb',
+    description: 'Largest request body accepted (e.g. 512kb, 10mb, 1gb, or bytes).',
+    parse: parseSize,
+  }),
+  maxHeaderSize: withDefault({
+    flag: 'max_header_size', env: 'MAX_HEADER_SIZE', group: 'Targets and limits', valueName: '<size>', default: '16kb',
+    description: 'Largest request header section accepted.',
+    parse: parseSize,
+  }),
+  loginRateLimit: withDefault({
+    flag: 'login_rate_limit', env: 'LOGIN_RATE_LIMIT', group: 'Targets and limits', valueName: '<n>', default: '60',
+    description: 'Logins started per client IP per minute; 0 disables the limit.',
+    parse: integer(0, 1_000_000),
+  }),
+};
+
+export type OptionTable = typeof optionTable;
+export type OptionKey = keyof OptionTable;
+type ValueOf<D> = D extends DefaultedOption<infer T> ? T : D extends OptionalOption<infer T> ? T | undefined : never;
+/** The parsed value of every option (defaulted options are never undefined). */
+export type OptionValues = { [K in OptionKey]: ValueOf<OptionTable[K]> };
+
+export const optionKeys = Object.keys(optionTable) as OptionKey[];
+
+export function optionDef(key: OptionKey): OptionDef {
+  return optionTable[key] as OptionDef;
+}
+
+const byFlag = new Map<string, OptionKey>(optionKeys.map((key) => [optionTable[key].flag, key]));
+
+/** Finds an option by flag or config-file key, in underscore or hyphen spelling. */
+export function optionByName(name: string): OptionKey | undefined {
+  return byFlag.get(name.replaceAll('-', '_'));
+}
+
+export function versionText(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { name?: string; version?: string };
+  return `${pkg.name ?? 'token-handler'} ${pkg.version ?? 'unknown'}`;
+}
+
+export const GROUPS: readonly OptionGroup[] = ['Server', 'Cookies and CSRF', 'Sessions and secrets', 'Database', 'OIDC', 'Targets and limits'];
+
+/** `--help`: every flag with its environment variable and default, grouped as in the docs. */
+export function helpText(): string {
+  const lines = [
+    'Usage: token-handler [options]',
+    '',
+    'Every option can also be set by its environment variable, in a token_handler.env file in the',
+    'working directory, or in the --config file. Precedence: flag > environment > token_handler.env >',
+    'config file > default. Flags are also accepted with hyphens (--oidc-issuer).',
+  ];
+  for (const group of GROUPS) {
+    lines.push('', `${group}:`);
+    for (const key of optionKeys) {
+      const def = optionDef(key);
+      if (def.group !== group) continue;
+      const value = def.valueName.startsWith('[') ? def.valueName : ` ${def.valueName}`;
+      const shownDefault = def.default === undefined ? '' : `  (default ${JSON.stringify(def.default)})`;
+      lines.push(`  --${def.flag}${value}`, `      env ${def.env}${shownDefault}`, `      ${def.description}`);
+    }
+  }
+  lines.push('', 'Other:', '  --help, -h      show this help', '  --version, -v   print the version', '');
+  return lines.join('\n');
+}
