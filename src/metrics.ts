@@ -12,6 +12,9 @@ export class Metrics {
   readonly refreshes: Counter<'client' | 'outcome'>;
   readonly csrfRejections: Counter<'reason'>;
   readonly storeDuration: Histogram<'operation'>;
+  readonly storeErrors: Counter<'operation'>;
+  /** 1 when the last /readyz check of a dependency passed, 0 when it failed (`check`: store, issuer:<client>). */
+  readonly readiness: Gauge<'check'>;
   readonly activeSessions: Gauge;
 
   constructor(activeSessions: () => Promise<number>) {
@@ -26,6 +29,8 @@ export class Metrics {
     this.refreshes = new Counter({ name: 'token_handler_refreshes_total', help: 'Token refreshes by client and outcome.', labelNames: ['client', 'outcome'], registers });
     this.csrfRejections = new Counter({ name: 'token_handler_csrf_rejections_total', help: 'Requests refused by the CSRF defence.', labelNames: ['reason'], registers });
     this.storeDuration = new Histogram({ name: 'token_handler_store_duration_seconds', help: 'Session store operation latency.', labelNames: ['operation'], buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1], registers });
+    this.storeErrors = new Counter({ name: 'token_handler_store_errors_total', help: 'Session store operations that failed, by operation.', labelNames: ['operation'], registers });
+    this.readiness = new Gauge({ name: 'token_handler_readiness_check', help: 'Result of the last /readyz check per dependency (1 ok, 0 failed).', labelNames: ['check'], registers });
     this.activeSessions = new Gauge({
       name: 'token_handler_active_sessions',
       help: 'Sessions in the store that have not expired.',

@@ -1,0 +1,144 @@
+/** /healthz, /ping, /readyz against real dependencies: a SQLite or PostgreSQL store and the dev IdP. */
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { DevIdp } from '../../src/demo/idp.ts';
+import { startDevIdp } from '../../src/demo/idp.ts';
+import type { ReadinessReport } from '../../src/ops/readiness.ts';
+import { createPostgresStore } from '../../src/store/postgres.ts';
+import { closedPort, startTcpProxy, type TcpProxy } from '../store/net.ts';
+import { testClient, testConfig } from '../support/config.ts';
+import { CALLBACK_URI, startTokenHandler, type Running } from './support.ts';
+
+async function ready(base: string): Promise<{ status: number; body: ReadinessReport }> {
+  const res = await fetch(`${base}/readyz`);
+  expect(res.headers.get('cache-control')).toBe('no-store');
+  return { status: res.status, body: (await res.json()) as ReadinessReport };
+}
+
+describe('health and readiness probes (SQLite store, dev IdP)', () => {
+  let idp: DevIdp;
+  let th: Running;
+
+  beforeAll(async () => {
+    idp = await startDevIdp({ redirectUris: [CALLBACK_URI] });
+    th = await startTokenHandler(testConfig({ clients: [testClient({ issuer: idp.issuer })] }));
+  });
+  afterAll(async () => {
+    await th?.app.close().catch(() => {});
+    await idp?.close();
+  });
+
+  it('/healthz and /ping answer without a session or any dependency', async () => {
+    for (const path of ['/healthz', '/ping']) {
+      const res = await fetch(`${th.base}${path}`);
+      expect(res.status).toBe(200);
+      expect(await res.json()).toEqual({ status: 'ok' });
+    }
+    expect((await fetch(`${th.base}/healthz`, { method: 'HEAD' })).status).toBe(200);
+  });
+
+  it('/readyz is 200 with every check when all is well', async () => {
+    const { status, body } = await ready(th.base);
+    expect(status).toBe(200);
+    expect(body.status).toBe('ok');
+    expect(body.checks.store).toMatchObject({ status: 'ok', kind: 'sqlite' });
+    expect(body.checks.issuers).toEqual([expect.objectContaining({ status: 'ok', clientId: 'default', issuer: idp.issuer })]);
+  });
+
+  it('/readyz is 503 while the IdP is down (even after a successful discovery), and recovers', async () => {
+    for (const mode of ['503', 'refuse'] as const) {
+      await idp.setDown(true, mode);
+      try {
+        const { status, body } = await ready(th.base);
+        expect(status, mode).toBe(503);
+        expect(body.status).toBe('fail');
+        expect(body.checks.store.status).toBe('ok');
+        expect(body.checks.issuers[0]).toMatchObject({ status: 'fail', clientId: 'default' });
+        expect(body.checks.issuers[0]!.error).toBeTruthy();
+      } finally {
+        await idp.setDown(false);
+      }
+      expect((await ready(th.base)).status).toBe(200);
+    }
+    // /healthz never depended on the IdP.
+    expect((await fetch(`${th.base}/healthz`)).status).toBe(200);
+  });
+
+  it('/readyz is 503 when the IdP was never reachable (discovery fails)', async () => {
+    const port = await closedPort();
+    const lonely = await startTokenHandler(testConfig({ clients: [testClient({ issuer: `http://127.0.0.1:${port}` })], oidc: { timeoutMs: 1000, allowInsecureIssuer: true } }));
+    try {
+      const { status, body } = await ready(lonely.base);
+      expect(status).toBe(503);
+      expect(body.checks.issuers[0]).toMatchObject({ status: 'fail' });
+    } finally {
+      await lonely.app.close();
+    }
+  });
+
+  it('/readyz is 503 when the SQLite store is closed (and /healthz stays 200)', async () => {
+    await th.th.ctx.store.close();
+    const { status, body } = await ready(th.base);
+    expect(status).toBe(503);
+    expect(body.checks.store).toMatchObject({ status: 'fail', kind: 'sqlite' });
+    expect(body.checks.store.error).toBeTruthy();
+    expect((await fetch(`${th.base}/healthz`)).status).toBe(200);
+    const metrics = await (await fetch(`${th.base}/metrics`)).text();
+    expect(metrics).toMatch(/token_handler_readiness_check\{check="store"\} 0/);
+    expect(metrics).toMatch(/token_handler_store_errors_total\{operation="ping"\} [1-9]/);
+  });
+});
+
+const pgUrl = process.env.TH_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+async function pgUnavailable(): Promise<string | undefined> {
+  const client = new pg.Client({ connectionString: pgUrl, connectionTimeoutMillis: 2000 });
+  try {
+    await client.connect();
+    return undefined;
+  } catch (err) {
+    return (err as Error).message;
+  } finally {
+    await client.end().catch(() => {});
+  }
+}
+const noPostgres = await pgUnavailable();
+
+describe.skipIf(noPostgres !== undefined)('readiness with a PostgreSQL store behind a TCP proxy we cut', () => {
+  let proxy: TcpProxy;
+  let th: Running;
+  const schema = `th_ops_${Date.now().toString(36)}`;
+
+  beforeAll(async () => {
+    const target = new URL(pgUrl);
+    proxy = await startTcpProxy(Number(target.port || 5432), target.hostname);
+    target.host = `127.0.0.1:${proxy.port}`;
+    const store = createPostgresStore({ connectionString: target.href, schema, onError: () => {} });
+    th = await startTokenHandler(testConfig(), { store });
+  });
+  afterAll(async () => {
+    await proxy?.restore().catch(() => {});
+    await th?.app.close().catch(() => {});
+    await proxy?.close();
+    const admin = new pg.Client({ connectionString: pgUrl });
+    await admin.connect();
+    await admin.query(`drop schema if exists "${schema}" cascade`);
+    await admin.end();
+  });
+
+  it('is ready, turns 503 within the ping timeout when the database goes away, and recovers', async () => {
+    expect((await ready(th.base)).status).toBe(200);
+    await proxy.cut();
+    const started = Date.now();
+    const down = await ready(th.base);
+    expect(down.status).toBe(503);
+    expect(down.body.checks.store).toMatchObject({ status: 'fail', kind: 'postgresql' });
+    expect(Date.now() - started).toBeLessThan(4000);
+    await proxy.restore();
+    let status = 0;
+    for (let i = 0; i < 40 && status !== 200; i += 1) {
+      status = (await ready(th.base)).status;
+      if (status !== 200) await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(status).toBe(200);
+  });
+});
