@@ -7,10 +7,21 @@ import { loggerOptions } from './log.ts';
 import { Metrics } from './metrics.ts';
 import { refreshTokens } from './oidc/flows.ts';
 import { OidcRegistry } from './oidc/registry.ts';
+import { JwksCache } from './oidc/jwks.ts';
 import { authRoutes } from './routes/auth.ts';
+import { backchannelRoutes } from './routes/backchannel.ts';
+import { clientRoutes, RegistrationVault } from './routes/clients.ts';
 import { legacyRoutes, redirectUrlRoute } from './routes/legacy.ts';
 import { sendProblem } from './routes/problem.ts';
 import { sessionRoutes } from './routes/sessions.ts';
+import { targetRoutes } from './routes/targets.ts';
+import { healthRoutes } from './routes/health.ts';
+import { metricsRoute, serveMetricsSeparately } from './routes/metricsRoute.ts';
+import { openApiRoute } from './routes/openapi.ts';
+import { requestIdFrom } from './ops/requestId.ts';
+import { closeConnectionsWhenDraining } from './ops/drain.ts';
+import { OneLinePerRequest } from './ops/requestLog.ts';
+import { timedStore } from './ops/timedStore.ts';
 import { CookiePolicy } from './session/cookiePolicy.ts';
 import { CookieSealer } from './session/cookieSealer.ts';
 import { PayloadCipher } from './session/payloadCipher.ts';
@@ -37,8 +48,11 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   const serverOptions: FastifyServerOptions & { https?: { cert: Buffer; key: Buffer } } = {
     trustProxy: config.trustProxy,
     bodyLimit: config.limits.maxBodyBytes,
-    requestIdHeader: 'x-request-id',
-    genReqId: () => crypto.randomUUID(),
+    // X-Request-Id is read (and validated) by requestIdFrom: Fastify's requestIdHeader takes any value verbatim.
+    requestIdHeader: false,
+    genReqId: requestIdFrom,
+    // One line per request (src/ops/requestLog.ts).
+    logController: new OneLinePerRequest(),
     return503OnClosing: true,
     forceCloseConnections: 'idle',
     routerOptions: { ignoreTrailingSlash: false, maxParamLength: 512 },
@@ -51,24 +65,42 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   }
   const app = Fastify(serverOptions) as unknown as FastifyInstance;
 
-  const store = options.store ?? createStore(config.db);
+  const backend = options.store ?? createStore(config.db);
+  const metrics = new Metrics(() => backend.countActive(Date.now()));
+  const store = timedStore(backend, metrics);
   await store.migrate();
-  const registry = new OidcRegistry(config.clients, {
-    timeoutMs: config.oidc.timeoutMs,
-    allowInsecureIssuer: config.oidc.allowInsecureIssuer,
-  });
-  const metrics = new Metrics(() => store.countActive(Date.now()));
   const sealer = new CookieSealer(config.session.authSecrets, config.session.encSecrets);
   // Without SESSION_DB_KEY (development only; production refuses to start) the auth secret is the input
   // of a distinct derived key.
   const cipher = new PayloadCipher(config.session.dbKeys.length > 0 ? config.session.dbKeys : config.session.authSecrets);
+  // Credentials of `registered: true` clients, from POST /clients/{id}: encrypted in the store.
+  const vault = new RegistrationVault(store, cipher, app.log);
+  const registry = new OidcRegistry(config.clients, {
+    timeoutMs: config.oidc.timeoutMs,
+    allowInsecureIssuer: config.oidc.allowInsecureIssuer,
+    credentials: vault,
+  });
+  // Another instance registered a client again: forget the credentials held here, read the new ones on next use.
+  store.onInvalidation((messages) => {
+    for (const message of messages) {
+      const about = RegistrationVault.parseInvalidation(message);
+      if (about) registry.forgetRegistration(about.id, about.tenant);
+    }
+  });
+  try {
+    const loaded = await registry.loadRegistrations();
+    if (loaded > 0) app.log.info({ clients: loaded }, 'loaded registered client credentials');
+  } catch (err) {
+    // Not fatal: each client reads its registration again on first use.
+    app.log.warn({ reason: (err as Error).message }, 'could not load registered client credentials');
+  }
   const sessions = new SessionService({
     store,
     sealer,
     cipher,
     lifetimes: config.session,
     log: app.log,
-    refresher: async (clientId, refreshToken) => refreshTokens(await registry.configuration(clientId), refreshToken),
+    refresher: async (clientId, refreshToken, session) => refreshTokens(await registry.configuration(clientId, session.tenant), refreshToken),
     onRefresh: (client, outcome) => metrics.refreshes.inc({ client, outcome }),
   });
   const ctx: AppContext = { config, store, registry, sessions, sealer, cookies: new CookiePolicy(config), metrics };
@@ -82,6 +114,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-request-id', request.id);
   });
+  closeConnectionsWhenDraining(app);
   app.setErrorHandler((err, request, reply) => {
     if (err instanceof StoreUnavailableError) {
       request.log.error({ reason: err.message }, 'session store unavailable');
@@ -98,8 +131,17 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
 
   await app.register(authRoutes, { prefix: config.basePath, ctx });
   await app.register(sessionRoutes, { prefix: config.basePath, ctx });
+  const jwks = new JwksCache(config.oidc.timeoutMs);
+  await app.register(clientRoutes, { prefix: config.basePath, ctx, jwks, vault });
+  // Server to server: no cookies, so no CSRF check (and the form parser stays inside this plugin).
+  await app.register(backchannelRoutes, { prefix: config.basePath, ctx, jwks });
+  await app.register(targetRoutes, { ctx });
   if (config.legacyRoutes) await app.register(legacyRoutes, { ctx });
   await app.register(redirectUrlRoute, { ctx });
+  await app.register(healthRoutes, { ctx });
+  await app.register(openApiRoute, { prefix: config.basePath, config });
+  if (config.metricsListen) serveMetricsSeparately(app, ctx, app.log);
+  else await app.register(metricsRoute, { metrics });
 
   if (options.sweeper !== false) startSweeper(app, ctx);
   app.addHook('onClose', async () => {

@@ -12,10 +12,11 @@ import { isInsecureUrl } from './production.ts';
 import { describeValue } from './resolve.ts';
 import type { OptionSource } from './resolve.ts';
 import type { ClientEntry } from './schema.ts';
-import type { ClientConfig } from './types.ts';
+import type { AdminTokenPolicy, ClientConfig } from './types.ts';
 
 export const DEFAULT_CLIENT_ID = 'default';
 export const ID_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
+const SECRET_FIELDS = ['clientSecret', 'clientSecretEnv', 'clientSecretFile', 'registered'] as const;
 /** Parameters the authorization request sets itself; `extraAuthParams` may not override them. */
 const RESERVED_AUTH_PARAMS = ['response_type', 'client_id', 'client_secret', 'redirect_uri', 'scope', 'state', 'nonce', 'code_challenge', 'code_challenge_method'];
 
@@ -54,7 +55,10 @@ export function buildClients(input: ClientsInput): ClientsResult {
   const explicitOidc = (['oidcClientId', 'oidcClientSecret', 'oidcRedirectUrl', 'oidcPostLoginRedirectUrl', 'oidcPostLogoutRedirectUrl', 'oidcFailureRedirectUrl', 'oidcScopes'] as const).filter(
     (key) => input.sources[key].kind !== 'default',
   );
-  if (values.oidcIssuer !== undefined || fileDefault !== undefined) {
+  if (fileDefault?.value.tenants !== undefined) {
+    result.problems.push(`${prefix}[${fileDefault.index}].tenants: the default client cannot serve several tenants; give the multi-tenant client an id of its own`);
+    seen.set(DEFAULT_CLIENT_ID, `${prefix}[${fileDefault.index}]`);
+  } else if (values.oidcIssuer !== undefined || fileDefault !== undefined) {
     const client = buildClient(input, fileDefault, true, result);
     if (client) result.clients.push(client);
     seen.set(DEFAULT_CLIENT_ID, fileDefault ? `${prefix}[${fileDefault.index}]` : 'the --oidc_* options');
@@ -78,24 +82,128 @@ export function buildClients(input: ClientsInput): ClientsResult {
       continue;
     }
     seen.set(id, `${prefix}[${entry.index}]`);
-    const client = buildClient(input, entry, false, result);
+    const client = entry.value.tenants === undefined ? buildClient(input, entry, false, result) : buildTenantClient(input, entry, result);
     if (client) result.clients.push(client);
   }
   if (result.clients.length === 0 && result.problems.length === 0) {
     result.warnings.push('no OIDC client configured: set --oidc_issuer, --oidc_client_id and --oidc_client_secret, or define clients in the --config file; logins are disabled');
   }
+  // A tenant inherits the client's fields, so a problem (or warning) with one of them is found once per tenant.
+  result.problems = [...new Set(result.problems)];
+  result.warnings = [...new Set(result.warnings)];
   return result;
 }
 
-function buildClient(input: ClientsInput, entry: { value: ClientEntry; index: number } | undefined, isDefault: boolean, result: ClientsResult): ClientConfig | undefined {
+/**
+ * A client with `tenants`: the client's own fields are shared defaults (issuer, clientId and secret are
+ * optional there), and each tenant's entry is merged over them and checked as a complete client whose
+ * `tenant` is its key. A tenant that sets any of clientSecret / clientSecretEnv / clientSecretFile /
+ * registered inherits none of them, and one that sets a callback URL inherits neither spelling.
+ */
+function buildTenantClient(input: ClientsInput, entry: { value: ClientEntry; index: number }, result: ClientsResult): ClientConfig | undefined {
+  const { tenants: tenantEntries = {}, ...shared } = entry.value;
+  const at = `${input.prefix}[${entry.index}]`;
+  const problemsBefore = result.problems.length;
+  if (shared.tenant !== undefined) result.problems.push(`${at}: set tenant (one tenant) or tenants (several), not both`);
+  const keys = Object.keys(tenantEntries);
+  if (keys.length === 0) result.problems.push(`${at}.tenants: must name at least one tenant`);
+  const base = buildClient(input, { value: shared, index: entry.index }, false, result, { lenient: true });
+  const tenants: Record<string, ClientConfig> = {};
+  for (const key of keys) {
+    const tenantAt = `${at}.tenants[${JSON.stringify(key)}]`;
+    if (!isValidTenant(key)) {
+      result.problems.push(`${tenantAt}: a tenant must be a non-empty value without whitespace`);
+      continue;
+    }
+    const own = tenantEntries[key] ?? {};
+    const inherited: Partial<ClientEntry> = { ...shared };
+    if (SECRET_FIELDS.some((field) => own[field] !== undefined)) for (const field of SECRET_FIELDS) delete inherited[field];
+    if (own.authCallbackUrl !== undefined || own.redirectUrl !== undefined) {
+      delete inherited.authCallbackUrl;
+      delete inherited.redirectUrl;
+    }
+    const merged: ClientEntry = { ...inherited, ...own, id: shared.id, tenant: key };
+    const fieldAt = (field: string): string => (field in own ? `${tenantAt}.${field}` : `${at}.${field}`);
+    const built = buildClient(input, { value: merged, index: entry.index }, false, result, {
+      at: tenantAt,
+      fieldAt,
+      name: `client ${JSON.stringify(shared.id)} tenant ${JSON.stringify(key)}`,
+    });
+    if (built) tenants[key] = built;
+  }
+  if (result.problems.length > problemsBefore || base === undefined) return undefined;
+  return { ...base, tenants };
+}
+
+function isValidTenant(value: string): boolean {
+  return value.trim() !== '' && !/\s/.test(value) && !hasControlCharacter(value);
+}
+
+/**
+ * A claim path: property names separated by dots, a name with dots or other punctuation in brackets
+ * and quotes: `resource_access["urn:ads:platform:token-handler"].roles`, `realm_access.roles`, `roles`.
+ */
+export function parseClaimPath(raw: string): string[] {
+  const text = raw.trim();
+  const segments: string[] = [];
+  let i = 0;
+  const bad = (why: string): never => {
+    throw new InvalidValue(`${why} (write a claim path like realm_access.roles or resource_access["my-client"].roles)`);
+  };
+  if (text === '') bad('must not be empty');
+  while (i < text.length) {
+    if (text[i] === '[') {
+      const quote = text[i + 1];
+      if (quote !== '"' && quote !== "'") bad('a bracketed name must be quoted');
+      const end = text.indexOf(`${quote}]`, i + 2);
+      if (end < 0) bad('unterminated bracketed name');
+      segments.push(text.slice(i + 2, end));
+      i = end + 2;
+    } else {
+      const match = /^[A-Za-z0-9_$:-]+/.exec(text.slice(i));
+      if (!match) bad(`unexpected ${JSON.stringify(text[i])}`);
+      segments.push(match![0]);
+      i += match![0].length;
+    }
+    if (i < text.length) {
+      if (text[i] === '.') {
+        i += 1;
+        if (i >= text.length || text[i] === '[' || text[i] === '.') bad('a dot must be followed by a name');
+      } else if (text[i] !== '[') bad(`unexpected ${JSON.stringify(text[i])}`);
+    }
+  }
+  if (segments.some((segment) => segment === '')) bad('empty name');
+  return segments;
+}
+
+interface BuildOptions {
+  /** Where the entry is, for messages (default `<prefix>[<index>]`). */
+  at?: string;
+  /** Where a field is, for messages (default `<at>.<field>`): a tenant's inherited fields are the client's. */
+  fieldAt?: (field: string) => string;
+  /** `client "x"` unless given. */
+  name?: string;
+  /** The shared part of a multi-tenant client: issuer, clientId and a secret are not required. */
+  lenient?: boolean;
+}
+
+function buildClient(
+  input: ClientsInput,
+  entry: { value: ClientEntry; index: number } | undefined,
+  isDefault: boolean,
+  result: ClientsResult,
+  opts: BuildOptions = {},
+): ClientConfig | undefined {
   const { values, sources, prefix } = input;
   const file = entry?.value;
-  const at = `${prefix}[${entry?.index ?? 0}]`;
+  const at = opts.at ?? `${prefix}[${entry?.index ?? 0}]`;
+  const fieldAt = opts.fieldAt ?? ((field: string) => `${at}.${field}`);
   const problemsBefore = result.problems.length;
   const problem = (text: string) => result.problems.push(text);
   const isProduction = values.isProduction;
   const id = isDefault ? DEFAULT_CLIENT_ID : (file?.id ?? '');
-  const name = `client ${JSON.stringify(id)}`;
+  const name = opts.name ?? `client ${JSON.stringify(id)}`;
+  const registered = file?.registered === true;
 
   /** The explicitly set option wins over the file; an option's own default comes last. */
   const pick = <T>(key: OptionKey, optionValue: T | undefined, fileField: keyof ClientEntry, fileValue: T | undefined): Sourced<T> | undefined => {
@@ -103,7 +211,7 @@ function buildClient(input: ClientsInput, entry: { value: ClientEntry; index: nu
     const fromOption = (): Sourced<T> | undefined =>
       optionValue === undefined ? undefined : { value: optionValue, where: describeValue(key, typeof optionValue === 'string' ? optionValue : undefined, source) };
     if (isDefault && source.kind !== 'default') return fromOption();
-    if (fileValue !== undefined) return { value: fileValue, where: `${at}.${fileField}${typeof fileValue === 'string' ? ` ${JSON.stringify(fileValue)}` : ''}` };
+    if (fileValue !== undefined) return { value: fileValue, where: `${fieldAt(fileField)}${typeof fileValue === 'string' ? ` ${JSON.stringify(fileValue)}` : ''}` };
     return isDefault || key === 'oidcScopes' ? fromOption() : undefined;
   };
   const check = <T>(field: Sourced<string> | undefined, parse: (raw: string) => T): T | undefined => {
@@ -120,21 +228,24 @@ function buildClient(input: ClientsInput, entry: { value: ClientEntry; index: nu
   // Issuer: https, or http only where development explicitly allows it.
   const issuerField = pick('oidcIssuer', values.oidcIssuer, 'issuer', file?.issuer);
   const issuer = check(issuerField, (raw) => parseHttpUrl(raw));
-  if (issuerField === undefined) problem(`${name}: issuer is required (${isDefault ? '--oidc_issuer / OIDC_ISSUER' : `${at}.issuer`})`);
+  if (issuerField === undefined) {
+    if (!opts.lenient) problem(`${name}: issuer is required (${isDefault ? '--oidc_issuer / OIDC_ISSUER' : fieldAt('issuer')})`);
+  }
   else if (issuer !== undefined && isInsecureUrl(issuer)) {
     if (isProduction) problem(`${issuerField.where}: the issuer must be https in production`);
     else if (!values.oidcAllowInsecureIssuer) problem(`${issuerField.where}: an http:// issuer needs --oidc_allow_insecure_issuer (development only)`);
   }
 
   const clientIdField = pick('oidcClientId', values.oidcClientId, 'clientId', file?.clientId);
-  if (clientIdField === undefined || clientIdField.value.trim() === '') {
-    problem(`${name}: clientId is required (${isDefault ? '--oidc_client_id / OIDC_CLIENT_ID' : `${at}.clientId`})`);
+  // A registered client's client_id is assigned by the IdP at registration.
+  if ((clientIdField === undefined || clientIdField.value.trim() === '') && !registered && !opts.lenient) {
+    problem(`${name}: clientId is required (${isDefault ? '--oidc_client_id / OIDC_CLIENT_ID' : fieldAt('clientId')}), unless the client is registered: true`);
   }
 
-  const clientSecret = resolveSecret(input, entry, isDefault, name, problem);
+  const clientSecret = resolveSecret(input, entry, isDefault, name, problem, { at, fieldAt, lenient: opts.lenient === true });
 
   const redirectField = pick('oidcRedirectUrl', values.oidcRedirectUrl, file?.redirectUrl !== undefined ? 'redirectUrl' : 'authCallbackUrl', file?.redirectUrl ?? file?.authCallbackUrl);
-  if (file?.redirectUrl !== undefined && file.authCallbackUrl !== undefined) problem(`${at}: set redirectUrl or authCallbackUrl (the same setting), not both`);
+  if (file?.redirectUrl !== undefined && file.authCallbackUrl !== undefined) problem(`${fieldAt('redirectUrl')}: set redirectUrl or authCallbackUrl (the same setting), not both`);
   const redirectUrl = check(redirectField, (raw) => parseHttpUrl(raw));
 
   const postLogin = pick('oidcPostLoginRedirectUrl', values.oidcPostLoginRedirectUrl, 'postLoginRedirectUrl', file?.postLoginRedirectUrl);
@@ -154,22 +265,24 @@ function buildClient(input: ClientsInput, entry: { value: ClientEntry; index: nu
 
   const allowedOrigins = [...(values.allowedOrigins ?? [])];
   (typeof file?.allowedOrigins === 'string' ? splitList(file.allowedOrigins) : (file?.allowedOrigins ?? [])).forEach((origin, i) => {
-    const origins = check({ value: origin, where: `${at}.allowedOrigins[${i}] ${JSON.stringify(origin)}` }, parseOrigin);
+    const origins = check({ value: origin, where: `${fieldAt('allowedOrigins')}[${i}] ${JSON.stringify(origin)}` }, parseOrigin);
     if (origins !== undefined && !allowedOrigins.includes(origins)) allowedOrigins.push(origins);
   });
 
   const extraAuthParams: Record<string, string> = {};
   for (const [key, value] of Object.entries(file?.extraAuthParams ?? {})) {
-    if (RESERVED_AUTH_PARAMS.includes(key)) problem(`${at}.extraAuthParams.${key}: is set by the token handler itself and cannot be overridden`);
+    if (RESERVED_AUTH_PARAMS.includes(key)) problem(`${fieldAt('extraAuthParams')}.${key}: is set by the token handler itself and cannot be overridden`);
     else extraAuthParams[key] = String(value);
   }
 
   const tenant = file?.tenant?.trim();
-  if (file?.tenant !== undefined && (tenant === '' || /\s/.test(file.tenant) || hasControlCharacter(file.tenant))) problem(`${at}.tenant: must be a non-empty value without whitespace`);
+  if (file?.tenant !== undefined && !isValidTenant(file.tenant)) problem(`${fieldAt('tenant')}: must be a non-empty value without whitespace`);
+
+  const admin = adminPolicy(file, fieldAt, problem);
 
   const disableVerifyHost = file?.disableVerifyHost ?? false;
   if (disableVerifyHost) {
-    if (isProduction) problem(`${at}.disableVerifyHost: development only, refused in production`);
+    if (isProduction) problem(`${fieldAt('disableVerifyHost')}: development only, refused in production`);
     else result.warnings.push(`${name} has disableVerifyHost: the request host is not checked against its redirect URL (development only)`);
   }
 
@@ -188,7 +301,40 @@ function buildClient(input: ClientsInput, entry: { value: ClientEntry; index: nu
     extraAuthParams,
     ...(tenant !== undefined && tenant !== '' && { tenant }),
     disableVerifyHost,
+    ...(registered && { registered: true }),
+    ...(admin !== undefined && { admin }),
   };
+}
+
+/** adminRole / adminRoleClaim / adminTokenAudience, or undefined when none is set (the defaults apply). */
+function adminPolicy(file: ClientEntry | undefined, fieldAt: (field: string) => string, problem: (text: string) => void): AdminTokenPolicy | undefined {
+  if (file?.adminRole === undefined && file?.adminRoleClaim === undefined && file?.adminTokenAudience === undefined) return undefined;
+  const policy: AdminTokenPolicy = {};
+  if (file.adminRole !== undefined) {
+    const role = file.adminRole.trim();
+    if (role === '' || hasControlCharacter(role)) problem(`${fieldAt('adminRole')}: must be a non-empty role name`);
+    else policy.role = role;
+  }
+  if (file.adminRoleClaim !== undefined) {
+    const paths = typeof file.adminRoleClaim === 'string' ? splitList(file.adminRoleClaim) : file.adminRoleClaim;
+    const parsed: string[][] = [];
+    paths.forEach((path, i) => {
+      try {
+        parsed.push(parseClaimPath(path));
+      } catch (error) {
+        if (!(error instanceof InvalidValue)) throw error;
+        problem(`${fieldAt('adminRoleClaim')}${typeof file.adminRoleClaim === 'string' ? '' : `[${i}]`} ${JSON.stringify(path)}: ${error.message}`);
+      }
+    });
+    if (paths.length === 0) problem(`${fieldAt('adminRoleClaim')}: must name at least one claim path`);
+    else policy.roleClaimPaths = parsed;
+  }
+  if (file.adminTokenAudience !== undefined) {
+    const audience = file.adminTokenAudience.trim();
+    if (audience === '') problem(`${fieldAt('adminTokenAudience')}: must not be empty`);
+    else policy.audience = audience;
+  }
+  return policy;
 }
 
 function listText(value: string | string[]): string {
@@ -202,9 +348,10 @@ function resolveSecret(
   isDefault: boolean,
   name: string,
   problem: (text: string) => void,
+  where: { at: string; fieldAt: (field: string) => string; lenient: boolean },
 ): string | undefined {
   const file = entry?.value;
-  const at = `${input.prefix}[${entry?.index ?? 0}]`;
+  const { at, fieldAt } = where;
   const flagSecret = isDefault && input.sources.oidcClientSecret.kind !== 'default' ? input.values.oidcClientSecret : undefined;
   const ways = (['clientSecret', 'clientSecretEnv', 'clientSecretFile'] as const).filter((key) => file?.[key] !== undefined);
   if (ways.length > 1) {
@@ -214,26 +361,26 @@ function resolveSecret(
   let secret = flagSecret;
   if (secret === undefined && file?.clientSecret !== undefined) {
     secret = file.clientSecret.trim();
-    if (secret === '') problem(`${at}.clientSecret: must not be empty`);
+    if (secret === '') problem(`${fieldAt('clientSecret')}: must not be empty`);
   }
   if (secret === undefined && file?.clientSecretEnv !== undefined) {
     secret = input.lookupEnv(file.clientSecretEnv)?.trim();
-    if (secret === undefined || secret === '') problem(`${at}.clientSecretEnv: environment variable ${JSON.stringify(file.clientSecretEnv)} is not set`);
+    if (secret === undefined || secret === '') problem(`${fieldAt('clientSecretEnv')}: environment variable ${JSON.stringify(file.clientSecretEnv)} is not set`);
   }
   if (secret === undefined && file?.clientSecretFile !== undefined) {
     const path = resolvePath(input.baseDir, file.clientSecretFile);
     try {
       secret = readFileSync(path, 'utf8').trim();
-      if (secret === '') problem(`${at}.clientSecretFile ${JSON.stringify(path)}: the file is empty`);
+      if (secret === '') problem(`${fieldAt('clientSecretFile')} ${JSON.stringify(path)}: the file is empty`);
     } catch (error) {
-      problem(`${at}.clientSecretFile ${JSON.stringify(path)}: cannot be read (${errorCode(error)})`);
+      problem(`${fieldAt('clientSecretFile')} ${JSON.stringify(path)}: cannot be read (${errorCode(error)})`);
     }
   }
   if (file?.registered === true) {
     if (secret !== undefined) problem(`${name}: registered: true means the secret comes from registration at run time; remove the configured secret`);
     return undefined;
   }
-  if (secret === undefined && ways.length === 0) {
+  if (secret === undefined && ways.length === 0 && !where.lenient) {
     problem(
       isDefault
         ? `${name}: --oidc_client_secret (OIDC_CLIENT_SECRET) is required, unless the config file marks the client registered: true`

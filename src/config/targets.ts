@@ -133,12 +133,17 @@ function assignIds(sources: readonly TargetSource[], problems: string[]): (strin
 }
 
 /** Why a mount path would shadow (or be shadowed by) our own routes, if it would. */
+/** Health, readiness and metrics endpoints served at the root, as oauth2-proxy does. */
+const OPERATIONAL_ROUTES = ['/healthz', '/readyz', '/ping', '/metrics'];
+
 function routeClash(mountPath: string, { basePath, legacyRoutes }: TargetContext): string | undefined {
   const within = (path: string, prefix: string) => path === prefix || path.startsWith(`${prefix}/`);
   if (within(basePath, mountPath)) return `would cover the token handler API at ${basePath}`;
   if (within(mountPath, basePath) && !mountPath.startsWith(`${basePath}/targets/`)) {
     return `inside ${basePath} only ${basePath}/targets/... is free for targets`;
   }
+  const probe = OPERATIONAL_ROUTES.find((route) => within(route, mountPath) || within(mountPath, route));
+  if (probe !== undefined) return `collides with the operational route ${probe}`;
   if (legacyRoutes) {
     const route = LEGACY_ROUTES.find((legacy) => within(legacy, mountPath) || within(mountPath, legacy));
     if (route !== undefined) return `collides with the go-token-handler route ${route} (turn off --legacy_routes or mount elsewhere)`;

@@ -33,6 +33,27 @@ export interface ClientConfig {
   tenant?: string;
   /** Development only: do not check that the request's host matches `redirectUrl`. Refused in production. */
   disableVerifyHost: boolean;
+  /**
+   * A client serving several tenants: the complete settings of each tenant (its issuer, clientId, secret,
+   * URLs), keyed by the tenant value of the tenant header; each has `tenant` set to its key. The client's
+   * own fields are then only the shared defaults (its `issuer` and `clientId` may be empty).
+   * Mutually exclusive with `tenant`.
+   */
+  tenants?: Record<string, ClientConfig>;
+  /** `registered: true` in the config file: the credentials come from POST /clients/{id} at run time. */
+  registered?: boolean;
+  /** Who may register this client (POST /clients/{id}); absent: the built-in defaults (see oidc/adminToken.ts). */
+  admin?: AdminTokenPolicy;
+}
+
+/** How the bearer token of a client registration request is checked. Absent fields use the defaults. */
+export interface AdminTokenPolicy {
+  /** The role the token must carry; default `token-handler-admin`. */
+  role?: string;
+  /** Claim paths (each a list of property names) searched for the role; the first path that holds it wins. */
+  roleClaimPaths?: string[][];
+  /** When set, the token's `aud` must contain this value. */
+  audience?: string;
 }
 
 export interface TargetConfig {

@@ -94,9 +94,13 @@ export function createAuthHandlers(ctx: AppContext): AuthHandlers {
       if (query.login_hint && query.login_hint.length <= 256) extra.login_hint = query.login_hint;
       let configuration;
       try {
-        configuration = await registry.configuration(client.id);
+        configuration = await registry.configuration(client.id, tenant);
       } catch (err) {
-        request.log.error({ clientId: client.id, reason: (err as Error).message }, 'IdP discovery failed');
+        if (err instanceof OidcError && err.kind === 'rejected') {
+          // A `registered: true` client before its registration (POST /clients/{id}).
+          return sendProblem(reply, 503, 'client_not_registered', err.message);
+        }
+        request.log.error({ clientId: client.id, tenant, reason: (err as Error).message }, 'IdP discovery failed');
         return sendProblem(reply, 503, 'idp_unavailable', 'the identity provider cannot be reached; try again shortly');
       }
       const uri = redirectUri(request, client, callbackPath);
@@ -131,7 +135,7 @@ export function createAuthHandlers(ctx: AppContext): AuthHandlers {
       }
       let configuration;
       try {
-        configuration = await registry.configuration(client.id);
+        configuration = await registry.configuration(client.id, tenant);
       } catch {
         return fail(request, reply, client, 503, 'idp_unavailable', 'the identity provider cannot be reached; try again shortly');
       }
@@ -149,9 +153,14 @@ export function createAuthHandlers(ctx: AppContext): AuthHandlers {
       }
       const { claims, tokens } = result;
       const sub = claims.sub as string;
-      // Never continue a session the browser brought: the old one (if any) ends, a new id is issued.
-      const previous = await sessions.resolve(request.cookies[cookies.sessionCookieName(client.id, secure)], { clientId: client.id, tenant });
-      if (previous) await sessions.destroy(previous.idHash);
+      // Never continue a session the browser brought: the old one (if any, of whichever tenant: the cookie
+      // is per client) ends, a new id is issued.
+      const previousCookie = request.cookies[cookies.sessionCookieName(client.id, secure)];
+      for (const candidate of registry.tenants(client.id) ?? [null]) {
+        const previous = await sessions.resolve(previousCookie, { clientId: client.id, tenant: candidate });
+        if (previous) await sessions.destroy(previous.idHash);
+        if (previous || !previousCookie) break;
+      }
       const { cookieValue, session } = await sessions.create({
         clientId: client.id,
         tenant,
@@ -224,7 +233,7 @@ export function createAuthHandlers(ctx: AppContext): AuthHandlers {
     await sessions.destroy(session.idHash);
     let configuration;
     try {
-      configuration = await registry.configuration(client.id);
+      configuration = await registry.configuration(client.id, session.record.tenant);
     } catch {
       request.log.warn({ clientId: client.id }, 'IdP unreachable at logout: tokens not revoked, no end-session redirect');
       return undefined;

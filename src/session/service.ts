@@ -16,8 +16,11 @@ export interface SessionLifetimes {
   sweepBatchSize: number;
 }
 
-/** Refreshes tokens at the client's IdP; throws OidcError (kind `invalid_grant` ends the session). */
-export type Refresher = (clientId: string, refreshToken: string) => Promise<TokenSet>;
+/**
+ * Refreshes tokens at the client's IdP; throws OidcError (kind `invalid_grant` ends the session). The
+ * session's tenant selects the IdP of a client that serves several tenants.
+ */
+export type Refresher = (clientId: string, refreshToken: string, session: { tenant: string | null; issuer: string }) => Promise<TokenSet>;
 
 export interface NewSession {
   clientId: string;
@@ -271,7 +274,7 @@ export class SessionService {
     }
     let tokens: TokenSet;
     try {
-      tokens = await this.#d.refresher(clientId, current.refreshToken);
+      tokens = await this.#d.refresher(clientId, current.refreshToken, { tenant: record.tenant, issuer: record.issuer });
     } catch (err) {
       const kind = (err as { kind?: unknown }).kind;
       if (kind === 'invalid_grant' || kind === 'rejected') {

@@ -1,0 +1,478 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import { startDevIdp, type DevIdp } from '../../src/demo/idp.ts';
+import { startDemoUpstream, type DemoUpstream, type EchoResponse } from '../../src/demo/upstream.ts';
+import { testClient, testConfig, testTarget } from '../support/config.ts';
+import { createBrowser, type Browser } from '../support/http.ts';
+import { loginAtDevIdp } from '../support/login.ts';
+import { closedPort, collectGarbage, generatedBody, rawRequest, startApp, streamUpload, type RunningApp } from './support.ts';
+
+const APP_ORIGIN = 'http://app.example.test';
+const T = '/token-handler/v1/targets';
+
+async function login(browser: Browser, base: string): Promise<void> {
+  const flow = await loginAtDevIdp(browser, `${base}/token-handler/v1/clients/default/auth`, { username: 'demo', password: 'demo' });
+  expect(flow.response.status).toBe(302);
+  await flow.response.body?.cancel();
+  expect(browser.cookie('session', base)).toBeDefined();
+}
+
+async function echo(res: Response): Promise<EchoResponse> {
+  expect(res.status, await res.clone().text()).toBe(200);
+  return (await res.json()) as EchoResponse;
+}
+
+describe('API proxy against the dev IdP, the demo upstream and a real session', () => {
+  let idp: DevIdp;
+  let upstream: DemoUpstream;
+  let th: RunningApp;
+  let browser: Browser;
+  let xsrf: string;
+
+  beforeAll(async () => {
+    idp = await startDevIdp();
+    upstream = await startDemoUpstream({ jwksUrl: idp.jwksUrl, issuer: idp.issuer, audience: idp.apiResource });
+    const down = await closedPort();
+    th = await startApp(
+      testConfig({
+        clients: [testClient({ issuer: idp.issuer, allowedOrigins: [APP_ORIGIN] })],
+        targets: [
+          testTarget({ id: 'api', url: `${upstream.url}/echo` }),
+          testTarget({ id: 'open', url: `${upstream.url}/echo`, tokenRequirement: 'user-or-none' }),
+          testTarget({ id: 'public', url: `${upstream.url}/echo`, tokenRequirement: 'none', methods: ['GET'] }),
+          testTarget({ id: 'orders', url: `${upstream.url}/echo`, mountPath: '/api/orders' }),
+          testTarget({ id: 'up', url: upstream.url, websocket: true }),
+          testTarget({ id: 'quick', url: upstream.url, tokenRequirement: 'none', timeoutMs: 300 }),
+          testTarget({ id: 'cookies', url: upstream.url, tokenRequirement: 'none', passSetCookie: true }),
+          testTarget({ id: 'down', url: `http://127.0.0.1:${down}`, tokenRequirement: 'none' }),
+        ],
+        limits: { maxBodyBytes: 256 * 1024 * 1024, maxHeaderBytes: 16 * 1024 },
+      }),
+    );
+    browser = createBrowser();
+    await login(browser, th.base);
+    xsrf = browser.cookie('XSRF-TOKEN', th.base)?.value ?? '';
+    expect(xsrf).not.toBe('');
+  });
+
+  afterAll(async () => {
+    await th?.close();
+    await upstream?.close();
+    await idp?.close();
+  });
+
+  it('injects a bearer token the upstream validates against the IdP JWKS', async () => {
+    const body = await echo(await browser.get(`${th.base}${T}/api/hello`));
+    expect(body.token).toMatchObject({ present: true, valid: true, claims: { sub: 'demo', iss: idp.issuer } });
+    expect(body.path).toBe('/echo/hello');
+    expect(body.headers['x-forwarded-proto']).toBe('http');
+    expect(body.headers['x-forwarded-host']).toBe(new URL(th.base).host);
+    expect(body.headers['x-forwarded-for']).toBe('127.0.0.1');
+    expect(body.headers.host).toBe(new URL(upstream.url).host);
+  });
+
+  it('strips our cookies and the browser Authorization; other cookies pass', async () => {
+    const jarCookies = browser.jar.cookieHeader(`${th.base}/`) ?? '';
+    expect(jarCookies).toContain('session=');
+    expect(jarCookies).toContain('XSRF-TOKEN=');
+    const body = await echo(
+      await browser.get(`${th.base}${T}/api/x`, {
+        headers: {
+          cookie: `${jarCookies}; theme=dark; th-login-0123456789abcdef=state; session-other=x`,
+          authorization: 'Bearer from-the-browser',
+          'proxy-authorization': 'Basic eDp5',
+          'x-xsrf-token': xsrf,
+        },
+      }),
+    );
+    const cookie = String(body.headers.cookie ?? '');
+    expect(cookie).toContain('theme=dark');
+    for (const name of ['session', 'XSRF-TOKEN', 'th-login-0123456789abcdef', 'session-other']) {
+      expect(cookie.split(/;\s*/).some((c) => c.startsWith(`${name}=`)), `${name} leaked: ${cookie}`).toBe(false);
+    }
+    expect(body.headers.authorization).toMatch(/^Bearer ey/);
+    expect(body.headers.authorization).not.toContain('from-the-browser');
+    expect(body.headers['proxy-authorization']).toBeUndefined();
+    expect(body.headers['x-xsrf-token']).toBeUndefined();
+    expect(body.token.valid).toBe(true);
+  });
+
+  it('keeps the query string and joins sub-paths, also at a custom mount path', async () => {
+    const body = await echo(await browser.get(`${th.base}${T}/api/a/b%20c/?x=1&y=%20z&x=2&empty=&enc=%2F`));
+    expect(body.path).toBe('/echo/a/b%20c/');
+    expect(body.query).toEqual({ x: ['1', '2'], y: ' z', empty: '', enc: '/' });
+    expect((await echo(await browser.get(`${th.base}${T}/api`))).path).toBe('/echo');
+    const orders = await echo(await browser.get(`${th.base}/api/orders/42?q=1`));
+    expect(orders.path).toBe('/echo/42');
+    expect(orders.query).toEqual({ q: '1' });
+    expect(orders.token.valid).toBe(true);
+  });
+
+  it.each([
+    '/../../jwks',
+    '/a/../../x',
+    '/%2e%2e/%2e%2e/x',
+    '/%2E./x',
+    '/.%2e/x',
+    '/a%2f..%2f..%2fx',
+    '/a%5c..%5cx',
+    '/a\\..\\x',
+    '//evil.example/x',
+    '/http://evil.example',
+    '/./x',
+    '/a%00',
+  ])('refuses the traversal attempt %s with 400 and forwards nothing', async (sub) => {
+    const before = upstream.requests;
+    const res = await rawRequest(th.base, `${T}/api${sub}`, { headers: { cookie: browser.jar.cookieHeader(`${th.base}/`) ?? '' } });
+    expect(res.status).toBe(400);
+    expect(res.headers['content-type']).toContain('application/problem+json');
+    expect(JSON.parse(res.body)).toMatchObject({ error: 'invalid_path' });
+    expect(upstream.requests).toBe(before);
+  });
+
+  it('refuses percent-encoding that is not UTF-8 (the router already does) and forwards nothing', async () => {
+    const before = upstream.requests;
+    const res = await rawRequest(th.base, `${T}/api/%80`);
+    expect(res.status).toBe(400);
+    expect(upstream.requests).toBe(before);
+  });
+
+  it('refuses a percent-encoded spelling of the mount path itself', async () => {
+    const before = upstream.requests;
+    const res = await rawRequest(th.base, '/api/%6Frders/1');
+    expect([400, 404]).toContain(res.status);
+    expect(upstream.requests).toBe(before);
+  });
+
+  it('answers 401 login_required (JSON, no redirect) on a user target without a session', async () => {
+    const before = upstream.requests;
+    const res = await createBrowser().get(`${th.base}${T}/api/x`);
+    expect(res.status).toBe(401);
+    expect(res.headers.get('content-type')).toContain('application/problem+json');
+    expect(await res.json()).toMatchObject({ status: 401, error: 'login_required' });
+    // A cookie that does not resolve is also cleared.
+    const forged = await createBrowser().get(`${th.base}${T}/api/x`, { headers: { cookie: 'session=forged' } });
+    expect(forged.status).toBe(401);
+    expect(forged.headers.getSetCookie().some((c) => c.startsWith('session=;'))).toBe(true);
+    expect(upstream.requests).toBe(before);
+  });
+
+  it('forwards anonymously on user-or-none, with a token when logged in; none never sends one', async () => {
+    const anonymous = await echo(await createBrowser().get(`${th.base}${T}/open/x`, { headers: { authorization: 'Bearer forged' } }));
+    expect(anonymous.token.present).toBe(false);
+    expect((await echo(await browser.get(`${th.base}${T}/open/x`))).token.valid).toBe(true);
+    const pub = await echo(await browser.get(`${th.base}${T}/public/x`));
+    expect(pub.token.present).toBe(false);
+    expect(String(pub.headers.cookie ?? '')).not.toMatch(/(^|; )(session|XSRF-TOKEN)=/);
+  });
+
+  it('405 for a method the target does not accept', async () => {
+    const res = await browser.request(`${th.base}${T}/public/x`, { method: 'DELETE', headers: { 'x-xsrf-token': xsrf, origin: th.base } });
+    expect(res.status).toBe(405);
+    expect(res.headers.get('allow')).toBe('GET');
+  });
+
+  describe('CSRF', () => {
+    const cases: [string, Record<string, string>][] = [
+      ['no XSRF header', {}],
+      ['a mismatched XSRF header', { 'x-xsrf-token': 'not-the-cookie' }],
+      ['a cross-site Origin', { 'x-xsrf-token': '$XSRF', origin: 'http://evil.example' }],
+      ['Sec-Fetch-Site: cross-site', { 'x-xsrf-token': '$XSRF', 'sec-fetch-site': 'cross-site' }],
+      ['Origin: null', { 'x-xsrf-token': '$XSRF', origin: 'null' }],
+    ];
+    it.each(cases)('refuses a POST with %s: 403 and the upstream sees nothing', async (_name, headers) => {
+      const before = upstream.requests;
+      const rejections = (await th.th.ctx.metrics.csrfRejections.get()).values.reduce((n, v) => n + v.value, 0);
+      const resolved = Object.fromEntries(Object.entries(headers).map(([k, v]) => [k, v === '$XSRF' ? xsrf : v]));
+      const res = await browser.request(`${th.base}${T}/api/items`, { method: 'POST', json: { a: 1 }, headers: resolved });
+      expect(res.status).toBe(403);
+      expect(await res.json()).toMatchObject({ error: 'csrf_failed' });
+      expect(upstream.requests).toBe(before);
+      expect((await th.th.ctx.metrics.csrfRejections.get()).values.reduce((n, v) => n + v.value, 0)).toBe(rejections + 1);
+    });
+
+    it.each(['POST', 'PUT', 'PATCH', 'DELETE'])('forwards %s with the right header, cookie and our own origin', async (method) => {
+      const res = await browser.request(`${th.base}${T}/api/items/7`, {
+        method,
+        json: { hello: 'world' },
+        headers: { 'x-xsrf-token': xsrf, origin: th.base, 'sec-fetch-site': 'same-origin' },
+      });
+      const body = await echo(res);
+      expect(body.method).toBe(method);
+      expect(body.bodyLength).toBe(JSON.stringify({ hello: 'world' }).length);
+      expect(body.headers['content-type']).toBe('application/json');
+      expect(body.token.valid).toBe(true);
+    });
+
+    it('accepts a configured app origin', async () => {
+      const res = await browser.request(`${th.base}${T}/api/items`, { method: 'POST', json: {}, headers: { 'x-xsrf-token': xsrf, origin: APP_ORIGIN } });
+      expect(res.status).toBe(200);
+      expect(res.headers.get('access-control-allow-origin')).toBe(APP_ORIGIN);
+      expect(res.headers.get('access-control-allow-credentials')).toBe('true');
+      await res.body?.cancel();
+    });
+  });
+
+  describe('CORS', () => {
+    it('answers a preflight from an allowed origin itself, with credentials and the XSRF header', async () => {
+      const before = upstream.requests;
+      const res = await createBrowser().request(`${th.base}${T}/api/items`, {
+        method: 'OPTIONS',
+        headers: { origin: APP_ORIGIN, 'access-control-request-method': 'POST', 'access-control-request-headers': 'x-xsrf-token, content-type' },
+      });
+      expect(res.status).toBe(204);
+      expect(res.headers.get('access-control-allow-origin')).toBe(APP_ORIGIN);
+      expect(res.headers.get('access-control-allow-credentials')).toBe('true');
+      expect(res.headers.get('access-control-allow-methods')).toContain('POST');
+      expect(res.headers.get('access-control-allow-headers')?.toLowerCase()).toContain('x-xsrf-token');
+      expect(upstream.requests).toBe(before);
+    });
+
+    it('gives a preflight from any other origin no CORS headers, and never *', async () => {
+      const res = await createBrowser().request(`${th.base}${T}/api/items`, {
+        method: 'OPTIONS',
+        headers: { origin: 'http://evil.example', 'access-control-request-method': 'POST' },
+      });
+      expect(res.status).toBe(204);
+      expect(res.headers.get('access-control-allow-origin')).toBeNull();
+      expect(res.headers.get('access-control-allow-credentials')).toBeNull();
+      const get = await browser.get(`${th.base}${T}/api/x`, { headers: { origin: 'http://evil.example' } });
+      expect(get.headers.get('access-control-allow-origin')).toBeNull();
+      await get.body?.cancel();
+    });
+  });
+
+  describe('upstream failures', () => {
+    it('502 upstream_unavailable when the upstream refuses connections', async () => {
+      const res = await browser.get(`${th.base}${T}/down/x`);
+      expect(res.status).toBe(502);
+      expect(await res.json()).toMatchObject({ error: 'upstream_unavailable' });
+      const metric = await th.th.ctx.metrics.proxyRequests.get();
+      expect(metric.values.find((v) => v.labels.target === 'down' && v.labels.status === '502')?.value).toBeGreaterThanOrEqual(1);
+    });
+
+    it('504 upstream_timeout beyond the target timeout', async () => {
+      const started = Date.now();
+      const res = await browser.get(`${th.base}${T}/quick/slow?ms=3000`);
+      expect(res.status).toBe(504);
+      expect(await res.json()).toMatchObject({ error: 'upstream_timeout' });
+      expect(Date.now() - started).toBeLessThan(2000);
+    });
+
+    it('a reset after the headers just ends the response', async () => {
+      const res = await browser.get(`${th.base}${T}/quick/reset`);
+      expect(res.status).toBe(200);
+      await expect(res.text()).rejects.toThrow();
+      // The service is fine afterwards.
+      expect((await browser.get(`${th.base}${T}/quick/echo/ok`)).status).toBe(200);
+    });
+
+    it('drops upstream Set-Cookie unless the target passes it', async () => {
+      const dropped = await browser.get(`${th.base}${T}/quick/set-cookie`);
+      expect(dropped.status).toBe(200);
+      expect(dropped.headers.getSetCookie()).toEqual([]);
+      const passed = await createBrowser().get(`${th.base}${T}/cookies/set-cookie`);
+      expect(passed.headers.getSetCookie()).toEqual([expect.stringMatching(/^upstream_session=from-upstream/)]);
+    });
+  });
+
+  describe('streaming', () => {
+    it('Server-Sent Events arrive event by event', async () => {
+      const started = Date.now();
+      const res = await browser.get(`${th.base}${T}/up/sse?n=3&delay=400`);
+      expect(res.status).toBe(200);
+      expect(res.headers.get('content-type')).toContain('text/event-stream');
+      const reader = res.body!.getReader();
+      const first = await reader.read();
+      const firstAt = Date.now() - started;
+      expect(first.done).toBe(false);
+      expect(Buffer.from(first.value!).toString()).toContain('id: 1');
+      expect(firstAt).toBeLessThan(1000);
+      let rest = '';
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        rest += Buffer.from(value).toString();
+      }
+      expect(rest).toContain('id: 3');
+      expect(Date.now() - started).toBeGreaterThanOrEqual(1100);
+    });
+
+    it.each([
+      ['chunked', false],
+      ['with Content-Length', true],
+    ])('streams a 200 MB upload (%s) to the upstream with flat memory', async (_kind, withLength) => {
+      const size = 200 * 1024 * 1024;
+      const { stream, sha256 } = generatedBody(size);
+      collectGarbage();
+      const before = process.memoryUsage().arrayBuffers;
+      let peak = before;
+      // Collected every 100 ms, the buffers alive show what the client, proxy and upstream (all in this process) hold.
+      const sampler = setInterval(() => {
+        collectGarbage();
+        peak = Math.max(peak, process.memoryUsage().arrayBuffers);
+      }, 100);
+      try {
+        const headers: Record<string, string> = {
+          cookie: browser.jar.cookieHeader(`${th.base}/`) ?? '',
+          'x-xsrf-token': xsrf,
+          origin: th.base,
+          'content-type': 'application/octet-stream',
+        };
+        if (withLength) headers['content-length'] = String(size);
+        const res = await streamUpload(`${th.base}${T}/api/upload`, stream, { headers });
+        expect(res.status, res.body).toBe(200);
+        const body = JSON.parse(res.body) as EchoResponse;
+        expect(body.bodyLength).toBe(size);
+        expect(body.bodySha256).toBe(await sha256);
+        expect(body.token.valid).toBe(true);
+        if (!withLength) expect(body.headers['transfer-encoding']).toBe('chunked');
+      } finally {
+        clearInterval(sampler);
+      }
+      // Garbage made within one 100 ms sampling interval counts too; a buffered body would show >= 200 MB.
+      expect(peak - before).toBeLessThan(size / 2);
+    });
+  });
+
+  describe('WebSockets', () => {
+    function connect(origin: string, cookie: string): Promise<{ ws: WebSocket; first: Record<string, unknown> } | { status: number; body: string }> {
+      const ws = new WebSocket(`${th.base.replace('http', 'ws')}${T}/up/ws`, { headers: { origin, cookie } });
+      return new Promise((resolve, reject) => {
+        ws.once('message', (data) => resolve({ ws, first: JSON.parse(String(data)) as Record<string, unknown> }));
+        ws.once('unexpected-response', (_req, res) => {
+          let body = '';
+          res.on('data', (c: Buffer) => (body += c.toString()));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+        });
+        ws.once('error', reject);
+      });
+    }
+
+    it('relays messages both ways with the token injected and our cookies stripped', async () => {
+      const cookie = `${browser.jar.cookieHeader(`${th.base}/`) ?? ''}; theme=dark`;
+      const result = await connect(th.base, cookie);
+      if (!('ws' in result)) throw new Error(`upgrade refused: ${result.status} ${result.body}`);
+      const { ws, first } = result;
+      expect(first).toMatchObject({ authorization: { present: true, valid: true, sub: 'demo' }, origin: th.base });
+      expect(String(first.cookie)).toContain('theme=dark');
+      expect(String(first.cookie)).not.toMatch(/(^|; )(session|XSRF-TOKEN)=/);
+      const echoed = new Promise<string>((resolve) => ws.once('message', (data) => resolve(String(data))));
+      ws.send('hello through the proxy');
+      expect(await echoed).toBe('hello through the proxy');
+      const binary = new Promise<Buffer>((resolve) => ws.once('message', (data) => resolve(data as Buffer)));
+      ws.send(Buffer.from([0, 1, 2, 255]));
+      expect([...(await binary)]).toEqual([0, 1, 2, 255]);
+      const closed = new Promise<number>((resolve) => ws.once('close', (code) => resolve(code)));
+      ws.close(1000);
+      expect(await closed).toBe(1000);
+    });
+
+    it('refuses a foreign Origin (403) and an anonymous user (401), reaching no upstream', async () => {
+      const cookie = browser.jar.cookieHeader(`${th.base}/`) ?? '';
+      const before = upstream.requests;
+      const evil = await connect('http://evil.example', cookie);
+      expect(evil).toMatchObject({ status: 403 });
+      const anonymous = await connect(th.base, '');
+      expect(anonymous).toMatchObject({ status: 401 });
+      expect(JSON.parse((anonymous as { body: string }).body)).toMatchObject({ error: 'login_required' });
+      expect(upstream.requests).toBe(before);
+    });
+  });
+});
+
+describe('access token refresh through the proxy', () => {
+  let idp: DevIdp;
+  let upstream: DemoUpstream;
+  let th: RunningApp;
+
+  beforeAll(async () => {
+    // Tokens live 3 s and are refreshed within 1 s of expiry: 2 s after login every call needs a refresh.
+    idp = await startDevIdp({ accessTokenTtlSec: 3, rotateRefreshToken: true });
+    upstream = await startDemoUpstream({ jwksUrl: idp.jwksUrl, issuer: idp.issuer, audience: idp.apiResource });
+    const base = testConfig();
+    th = await startApp(
+      testConfig({
+        clients: [testClient({ issuer: idp.issuer })],
+        targets: [testTarget({ id: 'api', url: `${upstream.url}/echo` })],
+        session: { ...base.session, refreshSkewSec: 1 },
+      }),
+    );
+  });
+
+  afterAll(async () => {
+    await th?.close();
+    await upstream?.close();
+    await idp?.close();
+  });
+
+  it('refreshes an expiring access token transparently', async () => {
+    const browser = createBrowser();
+    await login(browser, th.base);
+    const before = await echo(await browser.get(`${th.base}${T}/api/x`));
+    const refreshes = idp.refreshGrantCount;
+    await sleep(2100);
+    const after = await echo(await browser.get(`${th.base}${T}/api/x`));
+    expect(after.token.valid).toBe(true);
+    expect(idp.refreshGrantCount).toBe(refreshes + 1);
+    expect(after.headers.authorization).not.toBe(before.headers.authorization);
+  });
+
+  it('50 concurrent requests with an expiring token cause exactly one refresh (rotation, no reuse)', async () => {
+    const browser = createBrowser();
+    await login(browser, th.base);
+    await sleep(2100);
+    const refreshes = idp.refreshGrantCount;
+    const reuse = idp.refreshReuseCount;
+    const bodies = await Promise.all(Array.from({ length: 50 }, async () => echo(await browser.get(`${th.base}${T}/api/concurrent`))));
+    expect(idp.refreshGrantCount).toBe(refreshes + 1);
+    expect(idp.refreshReuseCount).toBe(reuse);
+    expect(new Set(bodies.map((b) => b.headers.authorization)).size).toBe(1);
+    for (const body of bodies) expect(body.token.valid).toBe(true);
+  });
+});
+
+describe('request body limit', () => {
+  let upstream: DemoUpstream;
+  let th: RunningApp;
+
+  beforeAll(async () => {
+    upstream = await startDemoUpstream();
+    th = await startApp(
+      testConfig({
+        targets: [testTarget({ id: 'public', url: `${upstream.url}/echo`, tokenRequirement: 'none' })],
+        limits: { maxBodyBytes: 64 * 1024, maxHeaderBytes: 16 * 1024 },
+      }),
+    );
+  });
+
+  afterAll(async () => {
+    await th?.close();
+    await upstream?.close();
+  });
+
+  const csrf = (base: string): Record<string, string> => ({ cookie: 'XSRF-TOKEN=t', 'x-xsrf-token': 't', origin: base });
+
+  it('413 for a Content-Length above the limit, without forwarding', async () => {
+    const before = upstream.requests;
+    const res = await rawRequest(th.base, `${T}/public/x`, { method: 'POST', headers: { ...csrf(th.base), 'content-length': String(64 * 1024 + 1) }, body: Buffer.alloc(64 * 1024 + 1) });
+    expect(res.status).toBe(413);
+    expect(JSON.parse(res.body)).toMatchObject({ error: 'payload_too_large' });
+    expect(upstream.requests).toBe(before);
+  });
+
+  it('413 when a chunked body grows past the limit; at the limit it passes', async () => {
+    const ok = generatedBody(64 * 1024, 8 * 1024);
+    const passed = await fetch(`${th.base}${T}/public/x`, { method: 'POST', body: ok.stream, headers: csrf(th.base), duplex: 'half' } as RequestInit);
+    expect((await echo(passed)).bodySha256).toBe(await ok.sha256);
+
+    const big = generatedBody(1024 * 1024, 8 * 1024);
+    const res = await fetch(`${th.base}${T}/public/x`, { method: 'POST', body: big.stream, headers: csrf(th.base), duplex: 'half' } as RequestInit).catch(
+      (err: unknown) => err as Error,
+    );
+    if (res instanceof Error) return; // the connection closed while the browser was still sending: refused as well
+    expect(res.status).toBe(413);
+    expect(await res.json()).toMatchObject({ error: 'payload_too_large' });
+  });
+});
