@@ -4,8 +4,9 @@
  * CORS origins, the header policies. Also the credential decision (session → access token) shared by
  * the HTTP proxy and the WebSocket proxy.
  */
-import type { ClientConfig, TargetConfig } from '../config/types.ts';
+import type { TargetConfig } from '../config/types.ts';
 import type { AppContext } from '../context.ts';
+import { resolveTenant, type TenantResolution } from '../routes/clientLookup.ts';
 import type { ResponseHeaderPolicy, UpstreamHeaderPolicy } from '../security/headers.ts';
 import { parseUpstreamBase, type UpstreamBase } from '../security/paths.ts';
 import { RefreshUnavailableError, SessionEndedError } from '../session/errors.ts';
@@ -16,9 +17,8 @@ export interface TargetPlan {
   /** The mount path without a trailing slash (`''` for a target mounted at the root). */
   mountPath: string;
   base: UpstreamBase;
-  client: ClientConfig | undefined;
-  /** Origins besides our own that may call this target with credentials (the client's allowedOrigins). */
-  corsOrigins: ReadonlySet<string>;
+  /** Whether any tenant of the client allows other origins (CORS work is skipped otherwise). */
+  hasCors: boolean;
   /** `Access-Control-Allow-Methods` for preflights. */
   allowMethods: string;
   methods: ReadonlySet<string>;
@@ -27,8 +27,12 @@ export interface TargetPlan {
   tenantHeader: string;
   upstreamHeaders: UpstreamHeaderPolicy;
   responseHeaders: ResponseHeaderPolicy;
-  /** Our own origin plus the client's allowed origins, per own origin seen (bounded). */
-  csrfOrigins(ownOrigin: string): ReadonlySet<string>;
+  /** The tenant of a request, as every client route decides it (clientLookup.resolveTenant). */
+  tenantOf(headerValue: string | undefined): TenantResolution;
+  /** Origins besides our own that may call this target with credentials: the client's (tenant's) allowedOrigins. */
+  corsOrigins(tenant: string | null): ReadonlySet<string>;
+  /** Our own origin plus corsOrigins(tenant), cached per own origin seen (bounded). */
+  csrfOrigins(tenant: string | null, ownOrigin: string): ReadonlySet<string>;
 }
 
 const MAX_CACHED_OWN_ORIGINS = 32;
@@ -41,15 +45,25 @@ export function planTarget(ctx: AppContext, target: TargetConfig): TargetPlan {
   }
   let mountPath = target.mountPath;
   while (mountPath.endsWith('/')) mountPath = mountPath.slice(0, -1);
-  const corsOrigins: ReadonlySet<string> = new Set(client?.allowedOrigins ?? []);
-  const byOwnOrigin = new Map<string, ReadonlySet<string>>();
+
+  // Tenants and their origins are configuration: fixed for the life of the process.
+  const tenantScoped = client !== undefined && ctx.registry.tenants(target.clientId) !== null;
+  const originsByTenant = new Map<string | null, ReadonlySet<string>>();
+  if (client) {
+    for (const tenant of ctx.registry.tenants(target.clientId) ?? [null]) {
+      originsByTenant.set(tenant, new Set(ctx.registry.variant(target.clientId, tenant)?.allowedOrigins ?? client.allowedOrigins));
+    }
+  }
+  const none: ReadonlySet<string> = new Set();
+  const csrfCache = new Map<string | null, Map<string, ReadonlySet<string>>>();
+  const notScoped: TenantResolution = { ok: true, tenant: null };
   const isOwnCookie = (name: string): boolean => ctx.cookies.isOwnCookie(name);
+
   return {
     target,
     mountPath,
     base,
-    client,
-    corsOrigins,
+    hasCors: [...originsByTenant.values()].some((set) => set.size > 0),
     allowMethods: target.methods.join(', '),
     methods: new Set(target.methods),
     sessionCookie: {
@@ -64,12 +78,23 @@ export function planTarget(ctx: AppContext, target: TargetConfig): TargetPlan {
       upstreamHost: new URL(base.origin).host,
     },
     responseHeaders: { passSetCookie: target.passSetCookie, isOwnCookie },
-    csrfOrigins(ownOrigin) {
-      let set = byOwnOrigin.get(ownOrigin);
+    tenantOf(headerValue) {
+      return tenantScoped ? resolveTenant(ctx, target.clientId, headerValue) : notScoped;
+    },
+    corsOrigins(tenant) {
+      return originsByTenant.get(tenant) ?? none;
+    },
+    csrfOrigins(tenant, ownOrigin) {
+      let byOwn = csrfCache.get(tenant);
+      if (!byOwn) {
+        byOwn = new Map();
+        csrfCache.set(tenant, byOwn);
+      }
+      let set = byOwn.get(ownOrigin);
       if (set) return set;
-      set = new Set([ownOrigin, ...corsOrigins]);
+      set = new Set([ownOrigin, ...(originsByTenant.get(tenant) ?? none)]);
       // The Host header is the browser's to choose: cache a few, never grow without bound.
-      if (byOwnOrigin.size < MAX_CACHED_OWN_ORIGINS) byOwnOrigin.set(ownOrigin, set);
+      if (byOwn.size < MAX_CACHED_OWN_ORIGINS) byOwn.set(ownOrigin, set);
       return set;
     },
   };
@@ -97,25 +122,15 @@ export async function resolveCredential(
   ctx: AppContext,
   plan: TargetPlan,
   cookieValue: string | undefined,
-  tenantHeaderValue: string | undefined,
+  tenant: TenantResolution,
 ): Promise<Credential> {
   const requirement = plan.target.tokenRequirement;
   if (requirement === 'none') return ANONYMOUS;
+  // As for the client's own routes: the reverse proxy names the tenant, and it must be one the client serves.
+  if (!tenant.ok) return { ok: false, status: tenant.status, error: tenant.error, detail: tenant.detail, clearCookie: false };
   const required = requirement === 'user';
-  let tenant: string | null = null;
-  const clientTenant = plan.client?.tenant;
-  if (clientTenant !== undefined) {
-    // As for the client's own routes (clientLookup): the reverse proxy names the tenant.
-    if (!tenantHeaderValue) {
-      return { ok: false, status: 400, error: 'tenant_required', detail: `target "${plan.target.id}" needs the ${ctx.config.tenantHeader} header`, clearCookie: false };
-    }
-    if (tenantHeaderValue !== clientTenant) {
-      return { ok: false, status: 404, error: 'unknown_tenant', detail: `target "${plan.target.id}" does not serve tenant "${tenantHeaderValue}"`, clearCookie: false };
-    }
-    tenant = clientTenant;
-  }
   if (!cookieValue) return required ? loginRequired(false, 'this API needs a logged-in session') : ANONYMOUS;
-  const session = await ctx.sessions.resolve(cookieValue, { clientId: plan.target.clientId, tenant });
+  const session = await ctx.sessions.resolve(cookieValue, { clientId: plan.target.clientId, tenant: tenant.tenant });
   // A cookie that no longer resolves (expired, logged out, forged) is cleared.
   if (!session) return required ? loginRequired(true, 'the session has ended; log in again') : ANONYMOUS_CLEAR;
   let token: string;

@@ -80,7 +80,8 @@ async function registerTarget(scope: FastifyInstance, ctx: AppContext, plan: Tar
     await pool.destroy();
   });
 
-  // reply-from's own default would turn off TLS certificate checks: it gets our pool instead.
+  // reply-from's own default would turn off TLS certificate checks: it gets our pool instead. (Typed
+  // against reply-from's bundled undici 7; our undici 8 Pool has the same request(opts, callback).)
   await scope.register(replyFrom, { base: plan.base.origin, undici: pool as never, disableRequestLogging: true });
 
   scope.removeAllContentTypeParsers();
@@ -91,17 +92,18 @@ async function registerTarget(scope: FastifyInstance, ctx: AppContext, plan: Tar
     retryDelay: () => null,
     rewriteRequestHeaders(request, headers) {
       const state = (request as ProxiedRequest)[kProxy];
+      // Fastify does not read a GET/HEAD body, so none is forwarded: neither may its length be.
+      if ((request.method === 'GET' || request.method === 'HEAD') && headers['content-length'] !== undefined) delete headers['content-length'];
       return prepareUpstreamHeaders(headers as Headers, plan.upstreamHeaders, state?.token, {
         clientAddress: request.raw.socket.remoteAddress,
         proto: request.protocol,
         host: request.host,
       }) as typeof headers;
     },
-    rewriteHeaders(headers, request) {
+    rewriteHeaders(headers) {
       prepareResponseHeaders(headers as Headers, plan.responseHeaders);
-      const origin = request?.headers.origin;
-      if (origin !== undefined && plan.corsOrigins.has(origin)) {
-        // Our Vary: Origin must survive the upstream's Vary (copied over ours after this).
+      if (plan.hasCors) {
+        // Our Vary: Origin (set in the handler) must survive the upstream's Vary, copied over it after this.
         headers.vary = headers.vary ? `${String(headers.vary)}, Origin` : 'Origin';
       }
       return headers;
@@ -118,7 +120,7 @@ async function registerTarget(scope: FastifyInstance, ctx: AppContext, plan: Tar
       const request = reply.request;
       const state = (request as ProxiedRequest)[kProxy];
       if (state) duration.observe((performance.now() - state.startedAt) / 1000);
-      if (state?.bodyTooLarge) {
+      if (state?.bodyTooLarge && !reply.sent) {
         countResponse(413);
         void sendProblem(reply.header('connection', 'close'), 413, 'payload_too_large', `the request body is larger than ${maxBodyBytes} bytes`);
         return;
@@ -143,8 +145,11 @@ async function registerTarget(scope: FastifyInstance, ctx: AppContext, plan: Tar
 
     const method = request.method;
     const origin = headers.origin;
-    if (plan.corsOrigins.size > 0) {
-      const allowed = origin !== undefined && plan.corsOrigins.has(origin);
+    // Tenant-scoped clients: CORS and CSRF origins are the tenant's; a bad tenant is refused further down.
+    const tenant = plan.tenantOf(single(headers[plan.tenantHeader]));
+    const tenantId = tenant.ok ? tenant.tenant : null;
+    if (plan.hasCors) {
+      const allowed = origin !== undefined && tenant.ok && plan.corsOrigins(tenantId).has(origin);
       if (method === 'OPTIONS' && origin !== undefined && headers['access-control-request-method'] !== undefined) {
         return preflight(reply, allowed ? origin : undefined, headers['access-control-request-headers']);
       }
@@ -172,7 +177,7 @@ async function registerTarget(scope: FastifyInstance, ctx: AppContext, plan: Tar
         secFetchSite: single(headers['sec-fetch-site']),
         headerToken: single(headers[plan.upstreamHeaders.xsrfHeader]),
         cookieToken: request.cookies[ctx.cookies.xsrfCookieName],
-        allowedOrigins: plan.csrfOrigins(publicOrigin ?? `${request.protocol}://${request.host}`),
+        allowedOrigins: plan.csrfOrigins(tenantId, publicOrigin ?? `${request.protocol}://${request.host}`),
       });
       if (!csrf.ok) {
         metrics.csrfRejections.inc({ reason: 'proxy' });
@@ -183,7 +188,7 @@ async function registerTarget(scope: FastifyInstance, ctx: AppContext, plan: Tar
 
     const secure = ctx.cookies.secure(request.protocol === 'https');
     const cookieName = secure ? plan.sessionCookie.secure : plan.sessionCookie.insecure;
-    const credential = await resolveCredential(ctx, plan, request.cookies[cookieName], single(headers[plan.tenantHeader]));
+    const credential = await resolveCredential(ctx, plan, request.cookies[cookieName], tenant);
     if (credential.clearCookie) reply.clearCookie(cookieName, ctx.cookies.attributes(secure, { httpOnly: true }));
     if (!credential.ok) {
       if (credential.status === 503) reply.header('retry-after', '5');

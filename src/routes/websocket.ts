@@ -15,6 +15,7 @@ import type { AppContext } from '../context.ts';
 import { resolveCredential, type TargetPlan } from '../proxy/plan.ts';
 import { prepareResponseHeaders, prepareUpstreamHeaders, type ForwardedFacts, type Headers } from '../security/headers.ts';
 import { joinUpstreamPath, rawSubPath } from '../security/paths.ts';
+import { StoreUnavailableError } from '../store/types.ts';
 
 export function websocketProxy(app: FastifyInstance, ctx: AppContext, plans: readonly TargetPlan[]): void {
   if (plans.length === 0) return;
@@ -44,6 +45,11 @@ export function websocketProxy(app: FastifyInstance, ctx: AppContext, plans: rea
     socket.on('error', () => socket.destroy());
     const chosen = plan;
     proxyUpgrade(ctx, chosen, req, socket, head, subPath, forwardedFacts(req, trust), publicOrigin, open).catch((err: unknown) => {
+      if (err instanceof StoreUnavailableError) {
+        app.log.error({ reason: err.message }, 'session store unavailable');
+        reject(socket, 503, 'store_unavailable', 'the session store is unavailable; try again shortly');
+        return;
+      }
       app.log.error({ target: chosen.target.id, err }, 'WebSocket upgrade failed');
       reject(socket, 500, 'internal_error', 'an unexpected error occurred; see the service logs');
     });
@@ -78,7 +84,8 @@ async function proxyUpgrade(
   // our own origin and the client's allowed origins may open one with the user's cookies.
   const origin = single(req.headers.origin);
   const own = publicOrigin ?? `${forwarded.proto}://${forwarded.host}`;
-  if (origin === undefined || !plan.csrfOrigins(own).has(origin)) {
+  const tenant = plan.tenantOf(single(req.headers[plan.tenantHeader]));
+  if (origin === undefined || !plan.csrfOrigins(tenant.ok ? tenant.tenant : null, own).has(origin)) {
     ctx.metrics.csrfRejections.inc({ reason: 'websocket_origin' });
     return reject(socket, 403, 'origin_not_allowed', `WebSocket connections from origin ${origin ?? '(none)'} are not allowed`);
   }
@@ -86,7 +93,7 @@ async function proxyUpgrade(
   const secure = ctx.cookies.secure(forwarded.proto === 'https');
   const cookieName = secure ? plan.sessionCookie.secure : plan.sessionCookie.insecure;
   const cookieHeader = single(req.headers.cookie);
-  const credential = await resolveCredential(ctx, plan, cookieHeader ? cookieValue(cookieHeader, cookieName) : undefined, single(req.headers[plan.tenantHeader]));
+  const credential = await resolveCredential(ctx, plan, cookieHeader ? cookieValue(cookieHeader, cookieName) : undefined, tenant);
   if (!credential.ok) return reject(socket, credential.status, credential.error, credential.detail);
   if (socket.destroyed) return;
 

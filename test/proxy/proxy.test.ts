@@ -167,6 +167,22 @@ describe('API proxy against the dev IdP, the demo upstream and a real session', 
     expect(String(pub.headers.cookie ?? '')).not.toMatch(/(^|; )(session|XSRF-TOKEN)=/);
   });
 
+  it('forwards a GET without the body Fastify does not read (and without its length)', async () => {
+    const res = await rawRequest(th.base, `${T}/api/x`, { headers: { cookie: browser.jar.cookieHeader(`${th.base}/`) ?? '', 'content-length': '5' }, body: 'hello' });
+    expect(res.status).toBe(200);
+    const body = JSON.parse(res.body) as EchoResponse;
+    expect(body.bodyLength).toBe(0);
+    expect(body.token.valid).toBe(true);
+  });
+
+  it('user-or-none clears a cookie that no longer resolves and forwards anonymously', async () => {
+    const res = await createBrowser().get(`${th.base}${T}/open/x`, { headers: { cookie: 'session=forged; theme=dark' } });
+    expect(res.headers.getSetCookie().some((c) => c.startsWith('session=;'))).toBe(true);
+    const body = await echo(res);
+    expect(body.token.present).toBe(false);
+    expect(body.headers.cookie).toBe('theme=dark');
+  });
+
   it('405 for a method the target does not accept', async () => {
     const res = await browser.request(`${th.base}${T}/public/x`, { method: 'DELETE', headers: { 'x-xsrf-token': xsrf, origin: th.base } });
     expect(res.status).toBe(405);
@@ -474,5 +490,45 @@ describe('request body limit', () => {
     if (res instanceof Error) return; // the connection closed while the browser was still sending: refused as well
     expect(res.status).toBe(413);
     expect(await res.json()).toMatchObject({ error: 'payload_too_large' });
+  });
+});
+
+describe('tenant-scoped client', () => {
+  let idp: DevIdp;
+  let upstream: DemoUpstream;
+  let th: RunningApp;
+
+  beforeAll(async () => {
+    idp = await startDevIdp();
+    upstream = await startDemoUpstream({ jwksUrl: idp.jwksUrl, issuer: idp.issuer, audience: idp.apiResource });
+    th = await startApp(
+      testConfig({
+        clients: [testClient({ issuer: idp.issuer, tenant: 'acme' })],
+        targets: [testTarget({ id: 'api', url: `${upstream.url}/echo` })],
+      }),
+    );
+  });
+
+  afterAll(async () => {
+    await th?.close();
+    await upstream?.close();
+    await idp?.close();
+  });
+
+  it('needs the tenant header, and only the session of that tenant is used', async () => {
+    const browser = createBrowser({ headers: { 'x-adsp-tenant': 'acme' } });
+    await login(browser, th.base);
+    const body = await echo(await browser.get(`${th.base}${T}/api/x`));
+    expect(body.token.valid).toBe(true);
+    expect(body.headers['x-adsp-tenant']).toBe('acme');
+    const before = upstream.requests;
+    const cookie = browser.jar.cookieHeader(`${th.base}/`) ?? '';
+    const missing = await rawRequest(th.base, `${T}/api/x`, { headers: { cookie } });
+    expect(missing.status).toBe(400);
+    expect(JSON.parse(missing.body)).toMatchObject({ error: 'tenant_required' });
+    const other = await rawRequest(th.base, `${T}/api/x`, { headers: { cookie, 'x-adsp-tenant': 'other' } });
+    expect(other.status).toBe(404);
+    expect(JSON.parse(other.body)).toMatchObject({ error: 'unknown_tenant' });
+    expect(upstream.requests).toBe(before);
   });
 });
