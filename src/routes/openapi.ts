@@ -117,6 +117,69 @@ export function openApiDocument(config: Config, version: string): Doc {
         '503': problem('`store_unavailable`.'),
       },
     },
+    delete: {
+      tags: tags.sessions,
+      operationId: 'logoutEverywhere',
+      summary: "Logs the user out everywhere: ends all their sessions at this issuer and revokes their refresh tokens. CSRF-protected.",
+      security: [{ sessionCookie: [], xsrfHeader: [] }],
+      responses: {
+        '200': { description: 'How many sessions ended.', content: { 'application/json': { schema: { type: 'object' } } } },
+        '401': problem('`login_required`: no session.'),
+        '403': problem('`csrf_failed`.'),
+      },
+    },
+  };
+  paths[`${base}/sessions/{handle}`] = {
+    delete: {
+      tags: tags.sessions,
+      operationId: 'revokeSession',
+      summary: 'Ends one of the current user\'s sessions, named by the `handle` from `GET /sessions?all=true`. CSRF-protected.',
+      security: [{ sessionCookie: [], xsrfHeader: [] }],
+      parameters: [{ name: 'handle', in: 'path', required: true, schema: { type: 'string' } }],
+      responses: {
+        '200': { description: 'The session ended.', content: { 'application/json': { schema: { type: 'object' } } } },
+        '401': problem('`login_required`: no session.'),
+        '403': problem('`csrf_failed`.'),
+        '404': problem('No session of this user has that handle.'),
+      },
+    },
+  };
+  paths[`${base}/clients/{clientId}`] = {
+    post: {
+      tags: tags.auth,
+      operationId: 'registerClient',
+      summary: 'Registers a `registered: true` client at its IdP (OpenID Dynamic Client Registration) and stores the credentials encrypted.',
+      security: [{ adminBearer: [] }],
+      parameters: [clientIdParam],
+      requestBody: {
+        required: true,
+        content: { 'application/json': { schema: { type: 'object', required: ['registrationToken'], properties: { registrationToken: { type: 'string', description: "The IdP's initial access token." } } } } },
+      },
+      responses: {
+        '200': { description: 'Registered.', content: { 'application/json': { schema: { type: 'object', properties: { registered: { const: true }, clientId: { type: 'string' } } } } } },
+        '400': problem('Malformed body.'),
+        '401': problem('Missing, invalid or expired bearer token.'),
+        '403': problem('The bearer token lacks the admin role.'),
+        '409': problem('The client has a configured secret.'),
+        '502': problem("The IdP refused the registration (its `error` is passed on)."),
+      },
+    },
+  };
+  paths[`${base}/clients/{clientId}/backchannel-logout`] = {
+    post: {
+      tags: tags.auth,
+      operationId: 'backchannelLogout',
+      summary: "OpenID Connect Back-Channel Logout: the IdP posts a logout token; the matching sessions end on every instance.",
+      parameters: [clientIdParam],
+      requestBody: {
+        required: true,
+        content: { 'application/x-www-form-urlencoded': { schema: { type: 'object', required: ['logout_token'], properties: { logout_token: { type: 'string' } } } } },
+      },
+      responses: {
+        '200': { description: 'The sessions ended.' },
+        '400': { description: '`invalid_request`: the logout token is invalid.', content: { 'application/json': { schema: { type: 'object' } } } },
+      },
+    },
   };
 
   const targetOperation = (summary: string): Doc => ({
@@ -215,6 +278,7 @@ export function openApiDocument(config: Config, version: string): Doc {
           name: cookieName,
           description: 'HttpOnly session cookie (`__Host-` prefixed when Secure and host-only; `-{clientId}` suffixed for clients other than `default`).',
         },
+        adminBearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT', description: "An access token of the client's issuer carrying the admin role." },
         xsrfHeader: {
           type: 'apiKey',
           in: 'header',
