@@ -3,7 +3,11 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/', 'dist/', '.node/', 'artifacts/', 'coverage/', 'src/demo/page/vendor/'] },
+  { ignores: ['node_modules/', 'dist/', '.node/', 'artifacts/', 'coverage/', 'bench/.tmp/', 'bench/results/'] },
+  {
+    files: ['bin/**/*.js'],
+    languageOptions: { globals: { URL: 'readonly', process: 'readonly' } },
+  },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
