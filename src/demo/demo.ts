@@ -93,8 +93,18 @@ export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
   await th.app.register(demoPage);
   await th.app.listen({ host: config.listen.host, port: config.listen.port });
   const { port: actualPort } = th.app.server.address() as { port: number };
+  const origin = `${config.tls ? 'https' : 'http'}://${appHost}:${actualPort}`;
+  if (config.tls) {
+    // Served over HTTPS (--tls_cert/--tls_key): loopback port matching is for http only (RFC 8252), so
+    // the client becomes a web client with this exact redirect URI, known only now that we listen.
+    await idp.updateClient('token-handler', {
+      application_type: 'web',
+      redirect_uris: [`${origin}/token-handler/v1/clients/default/callback`],
+      post_logout_redirect_uris: [`${origin}/`],
+    });
+  }
   return {
-    url: `http://${appHost}:${actualPort}/`,
+    url: `${origin}/`,
     idp,
     upstream,
     th,

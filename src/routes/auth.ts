@@ -19,10 +19,14 @@ type AuthQuery = { Querystring: { return_to?: string; prompt?: string; login_hin
 export async function authRoutes(app: FastifyInstance, opts: { ctx: AppContext }): Promise<void> {
   const { ctx } = opts;
   const handlers = createAuthHandlers(ctx);
+  // A cross-site HTML form can POST to logout: its body is never read, so the CSRF check answers it (403),
+  // not the missing form parser (415).
+  app.addContentTypeParser(['application/x-www-form-urlencoded', 'multipart/form-data'], (_request, _payload, done) => done(null, undefined));
   app.get<ClientParams & AuthQuery>('/clients/:clientId/auth', (req, reply) => handlers.login(req, reply, req.params.clientId));
   app.get<ClientParams>('/clients/:clientId/callback', (req, reply) => handlers.callback(req, reply, req.params.clientId));
   app.post<ClientParams>('/clients/:clientId/logout', (req, reply) => handlers.logout(req, reply, req.params.clientId, 'post'));
   app.get<ClientParams>('/clients/:clientId/logout', (req, reply) => handlers.logout(req, reply, req.params.clientId, 'get'));
+  app.get<ClientParams>('/clients/:clientId/end-session', (req, reply) => handlers.endSessionRedirect(req, reply, req.params.clientId));
 }
 
 export interface AuthHandlers {
@@ -30,7 +34,12 @@ export interface AuthHandlers {
   login(request: FastifyRequest, reply: FastifyReply, clientId: string, callbackPath?: string): Promise<FastifyReply>;
   callback(request: FastifyRequest, reply: FastifyReply, clientId: string): Promise<FastifyReply>;
   logout(request: FastifyRequest, reply: FastifyReply, clientId: string, method: 'get' | 'post'): Promise<FastifyReply>;
+  /** Continues a JSON logout at the IdP's end-session endpoint, from the sealed continuation cookie. */
+  endSessionRedirect(request: FastifyRequest, reply: FastifyReply, clientId: string): Promise<FastifyReply>;
 }
+
+const END_SESSION_TTL_SEC = 60;
+const endSessionPurpose = (clientId: string): string => `end-session:${clientId}`;
 
 /** The handlers, shared by the /token-handler/v1 routes and the go-token-handler compatible ones. */
 export function createAuthHandlers(ctx: AppContext): AuthHandlers {
@@ -217,9 +226,30 @@ export function createAuthHandlers(ctx: AppContext): AuthHandlers {
       destination ??= postLogout ?? '/';
       reply.header('cache-control', 'no-store');
       if (method === 'post' && (header(request, 'accept') ?? '').includes('application/json')) {
+        // The end-session URL carries the ID token (id_token_hint): script must not read it. The app gets
+        // our own continuation URL instead, which redirects there from a sealed, HttpOnly, one-minute cookie.
+        if (destination !== (postLogout ?? '/')) {
+          reply.setCookie(
+            cookies.endSessionCookieName(client.id, secure),
+            sealer.seal(endSessionPurpose(client.id), Buffer.from(destination), Date.now() + END_SESSION_TTL_SEC * 1000),
+            cookies.attributes(secure, { httpOnly: true, maxAgeSec: END_SESSION_TTL_SEC }),
+          );
+          destination = `${config.basePath}/clients/${client.id}/end-session`;
+        }
         return reply.send({ loggedOut: true, redirectTo: destination });
       }
       return reply.redirect(destination, method === 'post' ? 303 : 302);
+    },
+
+    async endSessionRedirect(request, reply, clientId) {
+      const client = registry.client(clientId);
+      if (!client) return sendProblem(reply, 404, 'unknown_client', `no client "${clientId}" is configured`);
+      const secure = cookies.secure(isHttps(request));
+      const name = cookies.endSessionCookieName(client.id, secure);
+      const unsealed = sealer.unseal(endSessionPurpose(client.id), request.cookies[name] ?? '');
+      reply.clearCookie(name, cookies.attributes(secure, { httpOnly: true }));
+      const fallback = client.postLogoutRedirectUrl ? new URL(client.postLogoutRedirectUrl, requestOrigin(request, config)).href : '/';
+      return reply.header('cache-control', 'no-store').redirect(unsealed ? unsealed.data.toString('utf8') : fallback, 302);
     },
   };
 

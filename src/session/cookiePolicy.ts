@@ -50,6 +50,11 @@ export class CookiePolicy {
     return `${this.#prefix(secure)}th-login-${state.slice(0, 16)}`;
   }
 
+  /** Carries the IdP end-session URL (with id_token_hint) from a JSON logout to the browser's next navigation. */
+  endSessionCookieName(clientId: string, secure: boolean): string {
+    return `${this.#prefix(secure)}th-end-session-${clientId}`;
+  }
+
   /** The XSRF cookie keeps its well-known name: Angular and axios read it by name. */
   get xsrfCookieName(): string {
     return this.#csrf.cookieName;
@@ -66,7 +71,8 @@ export class CookiePolicy {
       name === this.#csrf.cookieName ||
       bare === this.#cookie.name ||
       bare.startsWith(`${this.#cookie.name}-`) ||
-      bare.startsWith('th-login-')
+      bare.startsWith('th-login-') ||
+      bare.startsWith('th-end-session-')
     );
   }
 

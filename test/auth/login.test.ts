@@ -196,9 +196,19 @@ describe('OIDC login, sessions and logout against a real OpenID Provider', () =>
       headers: { accept: 'application/json', 'x-xsrf-token': xsrf, origin: th.base },
     });
     expect(res.status).toBe(200);
-    const { redirectTo } = (await res.json()) as { redirectTo: string };
+    const body = await res.text();
+    // The ID token (id_token_hint) never reaches script: the app gets our continuation URL.
+    expect(body).not.toMatch(/eyJ[A-Za-z0-9_-]{10,}\./);
+    const { redirectTo: continuation } = JSON.parse(body) as { redirectTo: string };
+    expect(continuation).toBe(`${API}/clients/default/end-session`);
+    const continued = await browser.get(`${th.base}${continuation}`);
+    expect(continued.status).toBe(302);
+    const redirectTo = continued.headers.get('location')!;
     const endSession = new URL(redirectTo);
     expect(endSession.origin).toBe(new URL(idp.issuer).origin);
+    // The continuation is single-use.
+    const again = await browser.get(`${th.base}${continuation}`);
+    expect(again.headers.get('location')).toBe(`${th.base}/signed-out`);
     expect(endSession.searchParams.get('id_token_hint')).toBeTruthy();
     expect(endSession.searchParams.get('post_logout_redirect_uri')).toBe(`${th.base}/signed-out`);
     expect(idp.revocationCount).toBe(before + 1);
