@@ -22,6 +22,9 @@ import { requestIdFrom } from './ops/requestId.ts';
 import { closeConnectionsWhenDraining } from './ops/drain.ts';
 import { OneLinePerRequest } from './ops/requestLog.ts';
 import { timedStore } from './ops/timedStore.ts';
+import { checkHost } from './security/host.ts';
+import { clientErrorHandler, clientErrorName } from './security/httpErrors.ts';
+import { registerLoginRateLimit } from './security/rateLimit.ts';
 import { CookiePolicy } from './session/cookiePolicy.ts';
 import { CookieSealer } from './session/cookieSealer.ts';
 import { PayloadCipher } from './session/payloadCipher.ts';
@@ -45,7 +48,7 @@ export interface TokenHandlerApp {
 
 /** Builds the whole service from a validated Config: stores, crypto, OIDC, routes. No globals. */
 export async function buildApp(config: Config, options: BuildOptions = {}): Promise<TokenHandlerApp> {
-  const serverOptions: FastifyServerOptions & { https?: { cert: Buffer; key: Buffer } } = {
+  const serverOptions: FastifyServerOptions & { http?: { maxHeaderSize?: number }; https?: { cert: Buffer; key: Buffer; maxHeaderSize?: number } } = {
     trustProxy: config.trustProxy,
     bodyLimit: config.limits.maxBodyBytes,
     // X-Request-Id is read (and validated) by requestIdFrom: Fastify's requestIdHeader takes any value verbatim.
@@ -56,12 +59,22 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
     return503OnClosing: true,
     forceCloseConnections: 'idle',
     routerOptions: { ignoreTrailingSlash: false, maxParamLength: 512 },
+    // Requests Node's parser refuses (smuggling, bad framing, oversized headers → 431) and URLs the router
+    // cannot decode answer problem+json too (src/security/httpErrors.ts).
+    clientErrorHandler,
+    frameworkErrors: (err, _request, reply) => {
+      const status = (err as { statusCode?: number }).statusCode ?? 400;
+      if (status >= 500) return sendProblem(reply, 500, 'internal_error', 'an unexpected error occurred; see the service logs');
+      return sendProblem(reply, status, clientErrorName(status, err.code), err.message);
+    },
   };
-  if (config.limits.maxHeaderBytes) (serverOptions as { maxHeaderSize?: number }).maxHeaderSize = config.limits.maxHeaderBytes;
+  // Node reads the header limit from the server options Fastify passes on (`http`, or `https` with TLS).
+  const http = config.limits.maxHeaderBytes ? { maxHeaderSize: config.limits.maxHeaderBytes } : {};
+  serverOptions.http = http;
   if (options.logger) serverOptions.loggerInstance = options.logger;
   else serverOptions.logger = loggerOptions(config, process.stdout.isTTY === true);
   if (config.tls) {
-    serverOptions.https = { cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile) };
+    serverOptions.https = { ...http, cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile) };
   }
   const app = Fastify(serverOptions) as unknown as FastifyInstance;
 
@@ -69,7 +82,10 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   const metrics = new Metrics(() => backend.countActive(Date.now()));
   const store = timedStore(backend, metrics);
   await store.migrate();
-  const sealer = new CookieSealer(config.session.authSecrets, config.session.encSecrets);
+  // Session cookies come with every API call: their successful unseals are remembered by exact value.
+  const sealer = new CookieSealer(config.session.authSecrets, config.session.encSecrets, {
+    cachePurpose: (purpose) => purpose.startsWith(SessionService.cookiePurpose('')),
+  });
   // Without SESSION_DB_KEY (development only; production refuses to start) the auth secret is the input
   // of a distinct derived key.
   const cipher = new PayloadCipher(config.session.dbKeys.length > 0 ? config.session.dbKeys : config.session.authSecrets);
@@ -99,6 +115,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
     sealer,
     cipher,
     lifetimes: config.session,
+    cacheTtlMs: config.session.cacheTtlMs,
     log: app.log,
     refresher: async (clientId, refreshToken, session) => refreshTokens(await registry.configuration(clientId, session.tenant), refreshToken),
     onRefresh: (client, outcome) => metrics.refreshes.inc({ client, outcome }),
@@ -106,13 +123,20 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   const ctx: AppContext = { config, store, registry, sessions, sealer, cookies: new CookiePolicy(config), metrics };
 
   await app.register(cookie);
-  app.addHook('onResponse', async (request, reply) => {
-    const route = request.routeOptions.url ?? 'unmatched';
-    metrics.httpRequests.inc({ route, method: request.method, status: String(reply.statusCode) });
-    metrics.httpDuration.observe({ route, method: request.method }, reply.elapsedTime / 1000);
+  // Before any route: a Host that is not a plain host[:port], or two of them, would become our origin.
+  app.addHook('onRequest', async (request, reply) => {
+    const host = checkHost(request.raw.rawHeaders, request.host);
+    if (!host.ok) return sendProblem(reply.header('connection', 'close'), 400, 'invalid_host', host.reason);
   });
-  app.addHook('onSend', async (request, reply) => {
+  registerLoginRateLimit(app, config);
+  // Callback-style hooks: on every request, an async hook costs a promise and a microtask turn more.
+  app.addHook('onResponse', (request, reply, done) => {
+    metrics.observeHttp(request.routeOptions.url ?? 'unmatched', request.method, reply.statusCode, reply.elapsedTime / 1000);
+    done();
+  });
+  app.addHook('onSend', (request, reply, payload, done) => {
     reply.header('x-request-id', request.id);
+    done(null, payload);
   });
   closeConnectionsWhenDraining(app);
   app.setErrorHandler((err, request, reply) => {
@@ -122,7 +146,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
     }
     const { statusCode: status, code, message } = err as { statusCode?: number; code?: string; message?: string };
     if (status && status >= 400 && status < 500) {
-      return sendProblem(reply, status, code?.toLowerCase() ?? 'bad_request', message ?? 'bad request');
+      return sendProblem(reply, status, clientErrorName(status, code), message ?? 'bad request');
     }
     request.log.error({ err }, 'unhandled error');
     return sendProblem(reply, 500, 'internal_error', 'an unexpected error occurred; see the service logs');

@@ -1,5 +1,5 @@
-import type { FastifyRequest } from 'fastify';
-import type { LoggerOptions } from 'pino';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { stdSerializers, type LoggerOptions } from 'pino';
 import type { Config } from './config/types.ts';
 
 /** Query parameters whose values are credentials or one-time secrets: never logged. */
@@ -28,7 +28,15 @@ const SECRET_FIELDS = [
   'authorization',
 ];
 
-/** Header and field paths pino replaces with [REDACTED] wherever they appear in a log line. */
+const SECRET_FIELD_SET: ReadonlySet<string> = new Set(SECRET_FIELDS);
+const CENSOR = '[REDACTED]';
+
+/**
+ * Header and field paths pino replaces with [REDACTED] wherever they appear in a log line. The secret
+ * fields one level down (`*.<field>`) are censored by `censorNestedSecrets` instead: pino's redaction
+ * parses and walks every path on every line for every key (one `*.` path applies to all keys), which made
+ * the per-request line cost ~50 µs instead of ~8 µs.
+ */
 export const REDACT_PATHS = [
   ...['req', 'res', 'request', 'response', 'upstream'].flatMap((at) => [
     `${at}.headers.authorization`,
@@ -43,8 +51,36 @@ export const REDACT_PATHS = [
   'headers["x-xsrf-token"]',
   'headers["proxy-authorization"]',
   ...SECRET_FIELDS,
-  ...SECRET_FIELDS.map((field) => `*.${field}`),
 ];
+
+/** Keys whose values pino serializes (our serializers below censor their output instead of their input). */
+const SERIALIZED_KEYS: ReadonlySet<string> = new Set(['req', 'res', 'err']);
+
+/** `value` with its own secret fields censored (a shallow copy when there are any), else `value` itself. */
+function censorFields<T>(value: T): T {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return value;
+  let copy: Record<string, unknown> | undefined;
+  for (const key of Object.keys(value)) {
+    if (SECRET_FIELD_SET.has(key)) (copy ??= { ...(value as Record<string, unknown>) })[key] = CENSOR;
+  }
+  return (copy ?? value) as T;
+}
+
+/**
+ * What pino's `*.<secret field>` paths did, in one pass: every object one level below the log object loses
+ * its secret fields (the top-level ones are pino's `redact` paths). Values of serialized keys are left to
+ * their serializers, which censor their output. Returns the object itself when nothing is secret.
+ */
+function censorNestedSecrets(obj: Record<string, unknown>): Record<string, unknown> {
+  let copy: Record<string, unknown> | undefined;
+  for (const key of Object.keys(obj)) {
+    const value = obj[key];
+    if (value === null || typeof value !== 'object' || SERIALIZED_KEYS.has(key)) continue;
+    const censored = censorFields(value);
+    if (censored !== value) (copy ??= { ...obj })[key] = censored;
+  }
+  return copy ?? obj;
+}
 
 /** Credentials recognisable by their shape, scrubbed from messages and top-level string fields. */
 const JWT = /\beyJ[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]*/g;
@@ -59,14 +95,20 @@ export function scrubCredentials(text: string): string {
 
 function scrubArgument(arg: unknown): unknown {
   if (typeof arg === 'string') return scrubCredentials(arg);
-  if (arg === null || typeof arg !== 'object' || Object.getPrototypeOf(arg) !== Object.prototype) return arg;
+  // An Error as the log object is serialized (and censored) as `err`.
+  if (arg === null || typeof arg !== 'object' || arg instanceof Error) return arg;
+  const plain = Object.getPrototypeOf(arg) === Object.prototype;
   let copy: Record<string, unknown> | undefined;
-  for (const [key, value] of Object.entries(arg)) {
-    if (typeof value !== 'string') continue;
-    const scrubbed = scrubCredentials(value);
-    if (scrubbed !== value) (copy ??= { ...(arg as Record<string, unknown>) })[key] = scrubbed;
+  if (plain) {
+    for (const key of Object.keys(arg)) {
+      const value = (arg as Record<string, unknown>)[key];
+      if (typeof value !== 'string') continue;
+      const scrubbed = scrubCredentials(value);
+      if (scrubbed !== value) (copy ??= { ...(arg as Record<string, unknown>) })[key] = scrubbed;
+    }
   }
-  return copy ?? arg;
+  const censored = censorNestedSecrets(copy ?? (arg as Record<string, unknown>));
+  return censored === arg && !copy ? arg : censored;
 }
 
 /** A URL with the values of secret query parameters replaced, for logs. */
@@ -104,6 +146,14 @@ export function loggerOptions(config: Pick<Config, 'logLevel' | 'isProduction'>,
           host: req.host,
           remoteAddress: req.ip,
         };
+      },
+      // As Fastify's own, stated here so every serialized key is one we know is free of secrets.
+      res(reply: FastifyReply) {
+        return { statusCode: reply.statusCode };
+      },
+      // pino's, with an error's own secret-named properties censored (censorNestedSecrets skips `err`).
+      err(err: Error) {
+        return censorFields(stdSerializers.err(err));
       },
     },
   };

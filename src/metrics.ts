@@ -17,6 +17,24 @@ export class Metrics {
   readonly readiness: Gauge<'check'>;
   readonly activeSessions: Gauge;
 
+  /** Label children of httpRequests/httpDuration by route, method and status (prom-client hashes labels per call otherwise). */
+  readonly #httpChildren = new Map<string, { count: { inc(): void }; duration: { observe(value: number): void } }>();
+
+  /**
+   * Counts a handled request and observes its duration. Routes are route patterns (or 'unmatched'), methods
+   * the few Node parses and statuses three digits, so the children stay few; still capped.
+   */
+  observeHttp(route: string, method: string, status: number, seconds: number): void {
+    const key = `${status} ${method} ${route}`;
+    let children = this.#httpChildren.get(key);
+    if (!children) {
+      children = { count: this.httpRequests.labels(route, method, String(status)), duration: this.httpDuration.labels(route, method) };
+      if (this.#httpChildren.size < 10_000) this.#httpChildren.set(key, children);
+    }
+    children.count.inc();
+    children.duration.observe(seconds);
+  }
+
   constructor(activeSessions: () => Promise<number>) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry, prefix: 'token_handler_' });

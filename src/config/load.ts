@@ -163,6 +163,7 @@ function assemble(values: OptionValues, sources: Record<OptionKey, OptionSource>
       sweepIntervalSec: values.sessionSweepInterval,
       sweepBatchSize: values.sessionSweepBatchSize,
       refreshSkewSec: values.refreshSkew,
+      cacheTtlMs: values.sessionCacheTtl,
     },
     db: {
       type: values.dbType,
@@ -173,7 +174,9 @@ function assemble(values: OptionValues, sources: Record<OptionKey, OptionSource>
       ...(values.dbUsername !== undefined && { username: values.dbUsername }),
       ...(values.dbPassword !== undefined && { password: values.dbPassword }),
       ...(values.dbUrl !== undefined && { url: values.dbUrl }),
+      schema: values.dbSchema,
       ...(values.redisUrl !== undefined && { redisUrl: values.redisUrl }),
+      redisKeyPrefix: values.redisKeyPrefix,
     },
     oidc: { timeoutMs: values.oidcTimeout, allowInsecureIssuer: values.oidcAllowInsecureIssuer },
     clients: [],

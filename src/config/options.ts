@@ -84,6 +84,23 @@ function parseDbUrl(raw: string): string | undefined {
   if (!/^postgres(ql)?:\/\/./i.test(value)) return fail('must be a postgres:// or postgresql:// connection URL');
   return value;
 }
+/** A PostgreSQL schema name we can quote safely and that fits an identifier (63 bytes). */
+function parseSchemaName(raw: string): string {
+  const value = raw.trim();
+  if (!/^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(value)) return fail('must be a schema name: a letter or _, then letters, digits or _ (at most 63)');
+  return value;
+}
+function parseRedisKeyPrefix(raw: string): string {
+  const value = parseRequiredString(raw);
+  if (/\s/.test(value) || value.length > 64) return fail('must be at most 64 characters without spaces');
+  return value;
+}
+/** The session cache may be off (0) but never long: it bounds how stale an instance can be when an invalidation is lost. */
+function parseCacheTtl(raw: string): number {
+  const ms = durationMs(0, '0s')(raw);
+  if (ms > 60_000) return fail('must be at most 60s');
+  return ms;
+}
 function parseRedisUrl(raw: string): string | undefined {
   const value = raw.trim();
   if (value === '') return undefined;
@@ -248,6 +265,12 @@ export const optionTable = {
     description: 'Refresh the access token when it expires within this long.',
     parse: durationSeconds(0),
   }),
+  sessionCacheTtl: withDefault({
+    flag: 'session_cache_ttl', env: 'SESSION_CACHE_TTL', group: 'Sessions and secrets', valueName: '<duration>', default: '5s',
+    description:
+      'How long an instance may reuse a session it read from the store (at most 60s; 0 turns the cache off). Logout and revocation reach every instance at once through the store (PostgreSQL LISTEN/NOTIFY, Redis pub/sub); this only bounds how stale an instance can be when such a message is lost, and how long cached sessions keep working during a store outage.',
+    parse: parseCacheTtl,
+  }),
 
   // Database
   dbType: withDefault({
@@ -264,6 +287,11 @@ export const optionTable = {
     flag: 'db_url', env: 'DATABASE_URL', group: 'Database', valueName: '<url>', secret: true,
     description: 'PostgreSQL connection URL; wins over db_host/db_port/db_name/db_username/db_password.',
     parse: parseDbUrl,
+  }),
+  dbSchema: withDefault({
+    flag: 'db_schema', env: 'DB_SCHEMA', group: 'Database', valueName: '<schema>', default: 'public',
+    description: 'PostgreSQL schema holding the tables (created on first start), so several deployments can share one database.',
+    parse: parseSchemaName,
   }),
   dbHost: optional({
     flag: 'db_host', env: 'DB_HOST', group: 'Database', valueName: '<host>',
@@ -294,6 +322,11 @@ export const optionTable = {
     flag: 'redis_url', env: 'REDIS_URL', group: 'Database', valueName: '<url>', secret: true,
     description: 'Redis URL (redis:// or rediss://) when db_type is redis.',
     parse: parseRedisUrl,
+  }),
+  redisKeyPrefix: withDefault({
+    flag: 'redis_key_prefix', env: 'REDIS_KEY_PREFIX', group: 'Database', valueName: '<prefix>', default: 'th:',
+    description: 'Prefix of every Redis key and of the invalidation channel, so several deployments can share one Redis (or use a database number in redis_url).',
+    parse: parseRedisKeyPrefix,
   }),
 
   // OIDC (the `default` client)
@@ -366,7 +399,7 @@ export const optionTable = {
   }),
   loginRateLimit: withDefault({
     flag: 'login_rate_limit', env: 'LOGIN_RATE_LIMIT', group: 'Targets and limits', valueName: '<n>', default: '60',
-    description: 'Logins started per client IP per minute; 0 disables the limit.',
+    description: 'Login starts, and separately login callbacks, accepted per client IP per minute (then 429); 0 disables the limit.',
     parse: integer(0, 1_000_000),
   }),
 };

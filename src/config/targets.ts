@@ -154,6 +154,9 @@ function routeClash(mountPath: string, { basePath, legacyRoutes }: TargetContext
 function parseMethods(raw: string): string[] {
   const methods = [...new Set(splitList(raw).map((method) => method.toUpperCase()))];
   if (methods.length === 0 || methods.some((method) => !/^[A-Z]+$/.test(method))) return fail('must be HTTP methods such as GET, POST');
+  // TRACE echoes the request, the injected access token included, back to the browser; CONNECT opens a tunnel.
+  const refused = methods.find((method) => method === 'TRACE' || method === 'CONNECT');
+  if (refused !== undefined) return fail(`${refused} is never proxied (it would expose the access token or open a tunnel)`);
   return methods;
 }
 

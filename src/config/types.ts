@@ -113,6 +113,8 @@ export interface Config {
     sweepBatchSize: number;
     /** Refresh the access token when it expires within this many seconds. */
     refreshSkewSec: number;
+    /** How long a resolved session may be served from memory, milliseconds (0: no cache); absent: 5000. */
+    cacheTtlMs?: number;
   };
 
   db: {
@@ -126,7 +128,11 @@ export interface Config {
     password?: string;
     /** PostgreSQL connection URL; wins over host/port/name/username/password. */
     url?: string;
+    /** PostgreSQL schema of the tables; absent: `public`. */
+    schema?: string;
     redisUrl?: string;
+    /** Prefix of every Redis key and of the pub/sub channel; absent: `th:`. */
+    redisKeyPrefix?: string;
   };
 
   oidc: {

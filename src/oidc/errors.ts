@@ -55,6 +55,11 @@ export function toOidcError(err: unknown, during: string): OidcError {
     return new OidcError('unavailable', `${during}: the IdP is unreachable (${describe(err)})`, { cause: err });
   }
   const code = (err as { code?: unknown } | null)?.code;
+  // openid-client turns its own timeout and abort (the configured OIDC timeout) into OAUTH_* codes too:
+  // a slow IdP is unavailable, not a bad response.
+  if (code === 'OAUTH_TIMEOUT' || code === 'OAUTH_ABORT') {
+    return new OidcError('unavailable', `${during}: the IdP did not answer in time (${describe(err)})`, { cause: err });
+  }
   // openid-client / oauth4webapi signal bad responses with OAUTH_* codes (state, nonce, signature, claims).
   if (typeof code === 'string' && code.startsWith('OAUTH_')) {
     if (code === 'OAUTH_RESPONSE_IS_NOT_JSON' || code === 'OAUTH_RESPONSE_IS_NOT_CONFORM') {

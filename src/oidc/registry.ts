@@ -263,6 +263,11 @@ export class OidcRegistry {
       const auth = !supported || supported.includes('client_secret_basic') ? oidc.ClientSecretBasic(clientSecret) : oidc.ClientSecretPost(clientSecret);
       const configured = new oidc.Configuration(configuration.serverMetadata(), client.clientId, clientSecret, auth);
       for (const fn of execute) fn(configured);
+      // openid-client trusts TLS for ID tokens from the token endpoint (OIDC Core 3.1.3.7 step 6) and skips
+      // their signature; we check it against the issuer's JWKS as well, so neither a token endpoint answering
+      // in the issuer's name (DNS, a mis-set http issuer, a TLS-terminating middlebox) nor a bug there can
+      // hand us an identity the issuer never signed.
+      oidc.enableNonRepudiationChecks(configured);
       configured.timeout = timeout;
       // Credentials changed while discovering: hand this caller the result, but do not keep it.
       if (variant.generation === generation) {

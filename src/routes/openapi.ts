@@ -66,8 +66,9 @@ export function openApiDocument(config: Config, version: string): Doc {
       ],
       responses: {
         '302': redirect('To the return_to URL (or the failure redirect URL with `?error=`).'),
-        '400': problem('`invalid_state`, `invalid_grant`, or the identity provider error code (`access_denied`, ...).'),
-        '502': problem('The identity provider answered the code exchange with an error.'),
+        '400': problem('`invalid_state`, `invalid_grant`, `invalid_response` (a response or ID token that failed validation), or the identity provider error code (`access_denied`, ...).'),
+        '429': problem('Too many login callbacks from this address.'),
+        '502': problem('`idp_unavailable`: the identity provider could not be reached, answered too slowly or with a server error during the code exchange.'),
         '503': problem('`idp_unavailable` or `store_unavailable`.'),
       },
     },

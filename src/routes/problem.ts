@@ -1,4 +1,5 @@
 import type { FastifyReply } from 'fastify';
+import { STATUS_CODES } from 'node:http';
 
 /**
  * Sends an RFC 9457 problem+json body. `error` is a stable machine-readable code an app can act on
@@ -31,6 +32,6 @@ function title(status: number): string {
     case 502: return 'Bad Gateway';
     case 503: return 'Service Unavailable';
     case 504: return 'Gateway Timeout';
-    default: return 'Error';
+    default: return STATUS_CODES[status] ?? 'Error';
   }
 }

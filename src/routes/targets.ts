@@ -55,6 +55,8 @@ async function registerTarget(scope: FastifyInstance, ctx: AppContext, plan: Tar
   const metrics = ctx.metrics;
   // As requestInfo.requestOrigin, without parsing --public_url on every request.
   const publicOrigin = ctx.config.publicUrl ? new URL(ctx.config.publicUrl).origin : undefined;
+  // With --public_url, X-Forwarded-Host/Proto tell the upstream that, never what a client put in Host.
+  const publicForwarded = ctx.config.publicUrl ? { proto: new URL(ctx.config.publicUrl).protocol.slice(0, -1), host: new URL(ctx.config.publicUrl).host } : undefined;
   const duration = metrics.proxyDuration.labels(target.id);
   const countByStatus = new Map<number, { inc(): void }>();
   const countResponse = (status: number): void => {
@@ -96,8 +98,8 @@ async function registerTarget(scope: FastifyInstance, ctx: AppContext, plan: Tar
       if ((request.method === 'GET' || request.method === 'HEAD') && headers['content-length'] !== undefined) delete headers['content-length'];
       return prepareUpstreamHeaders(headers as Headers, plan.upstreamHeaders, state?.token, {
         clientAddress: request.raw.socket.remoteAddress,
-        proto: request.protocol,
-        host: request.host,
+        proto: publicForwarded?.proto ?? request.protocol,
+        host: publicForwarded?.host ?? request.host,
       }) as typeof headers;
     },
     rewriteHeaders(headers) {
@@ -171,7 +173,7 @@ async function registerTarget(scope: FastifyInstance, ctx: AppContext, plan: Tar
 
     if (method !== 'GET' && method !== 'HEAD' && method !== 'OPTIONS') {
       const csrf = checkCsrf({
-        // csrf.ts also counts TRACE as safe; here anything but GET/HEAD/OPTIONS is checked.
+        // Anything but GET/HEAD/OPTIONS is checked, whatever csrf.ts counts as safe.
         method: isSafeMethod(method) ? 'POST' : method,
         origin,
         secFetchSite: single(headers['sec-fetch-site']),

@@ -14,6 +14,7 @@ import type { Config } from '../config/types.ts';
 import type { AppContext } from '../context.ts';
 import { resolveCredential, type TargetPlan } from '../proxy/plan.ts';
 import { prepareResponseHeaders, prepareUpstreamHeaders, type ForwardedFacts, type Headers } from '../security/headers.ts';
+import { checkHost } from '../security/host.ts';
 import { joinUpstreamPath, rawSubPath } from '../security/paths.ts';
 import { StoreUnavailableError } from '../store/types.ts';
 
@@ -44,7 +45,14 @@ export function websocketProxy(app: FastifyInstance, ctx: AppContext, plans: rea
     }
     socket.on('error', () => socket.destroy());
     const chosen = plan;
-    proxyUpgrade(ctx, chosen, req, socket, head, subPath, forwardedFacts(req, trust), publicOrigin, open).catch((err: unknown) => {
+    const facts = forwardedFacts(req, trust);
+    // Upgrades bypass Fastify's hooks: the Host check of app.ts is repeated here.
+    const host = checkHost(req.rawHeaders, facts.host);
+    if (!host.ok) {
+      reject(socket, 400, 'invalid_host', host.reason);
+      return;
+    }
+    proxyUpgrade(ctx, chosen, req, socket, head, subPath, facts, publicOrigin, open).catch((err: unknown) => {
       if (err instanceof StoreUnavailableError) {
         app.log.error({ reason: err.message }, 'session store unavailable');
         reject(socket, 503, 'store_unavailable', 'the session store is unavailable; try again shortly');
@@ -98,7 +106,9 @@ async function proxyUpgrade(
   if (socket.destroyed) return;
 
   const upgrade = single(req.headers.upgrade) ?? 'websocket';
-  const headers = prepareUpstreamHeaders({ ...req.headers } as Headers, plan.upstreamHeaders, credential.token, forwarded);
+  // With --public_url, the upstream hears of that host, never of what the client put in Host.
+  const upstreamFacts = publicOrigin ? { ...forwarded, proto: new URL(publicOrigin).protocol.slice(0, -1), host: new URL(publicOrigin).host } : forwarded;
+  const headers = prepareUpstreamHeaders({ ...req.headers } as Headers, plan.upstreamHeaders, credential.token, upstreamFacts);
   headers.connection = 'Upgrade';
   headers.upgrade = upgrade;
 

@@ -1,6 +1,10 @@
 import { timingSafeEqual } from 'node:crypto';
 
-const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE']);
+/**
+ * Methods a browser may send cross-site without consequence (RFC 9110 §9.2.1 safe methods that we route).
+ * TRACE is not among them: it is never routed, and a proxied TRACE would echo the injected token.
+ */
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 
 export function isSafeMethod(method: string): boolean {
   return SAFE_METHODS.has(method.toUpperCase());

@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createSecretKey, randomBytes, type KeyObject } from 'node:crypto';
 import { deriveKey, keyId } from './keys.ts';
 
 const IV_BYTES = 12;
@@ -22,13 +22,14 @@ export interface DecryptedPayload {
  * SESSION_OLD_DB_KEY still decrypts.
  */
 export class PayloadCipher {
-  readonly #keys: { id: string; key: Buffer }[];
+  readonly #keys: { id: string; key: KeyObject }[];
 
   constructor(dbKeys: Buffer[]) {
     if (dbKeys.length === 0) throw new Error('PayloadCipher needs at least one key');
     this.#keys = dbKeys.map((secret) => {
       const key = deriveKey(secret, 'db-payload');
-      return { id: keyId(key), key };
+      // Imported once (a Buffer key is imported again on every cipher created from it).
+      return { id: keyId(key), key: createSecretKey(key) };
     });
   }
 

@@ -18,8 +18,9 @@ export function createStore(db: Config['db'], options: CreateStoreOptions = {}):
     case 'sqlite':
       return createSqliteStore({ path: db.path, onError: options.onError });
     case 'postgresql':
-      if (db.url !== undefined) return createPostgresStore({ connectionString: db.url, onError: options.onError });
+      if (db.url !== undefined) return createPostgresStore({ connectionString: db.url, schema: db.schema, onError: options.onError });
       return createPostgresStore({
+        schema: db.schema,
         host: db.host,
         port: db.port,
         database: db.name,
@@ -29,7 +30,7 @@ export function createStore(db: Config['db'], options: CreateStoreOptions = {}):
       });
     case 'redis':
       if (db.redisUrl === undefined) throw new Error('db.redisUrl is required for the redis store');
-      return createRedisStore({ url: db.redisUrl, onError: options.onError });
+      return createRedisStore({ url: db.redisUrl, keyPrefix: db.redisKeyPrefix, onError: options.onError });
     default: {
       const unknown: never = db.type;
       throw new Error(`unknown db.type ${String(unknown)}`);

@@ -65,6 +65,21 @@ export function storeMigrations(schema?: string): Record<string, Migration> {
         await s.dropTable('sessions').execute();
       },
     },
+    '0002_active_sessions_index': {
+      // countActive (the active-sessions gauge) filters on both expiries: with both in one index it reads
+      // only the index, and SQLite can count it in slices (see sqlite.ts). The composite also serves the
+      // sweeper's idle_expires_at range, so it replaces the single-column index.
+      async up(db: AnyDb) {
+        const s = schemaOf(db, schema);
+        await s.createIndex('sessions_idle_expires_expires_idx').on('sessions').columns(['idle_expires_at', 'expires_at']).execute();
+        await s.dropIndex('sessions_idle_expires_at_idx').execute();
+      },
+      async down(db: AnyDb) {
+        const s = schemaOf(db, schema);
+        await s.createIndex('sessions_idle_expires_at_idx').on('sessions').column('idle_expires_at').execute();
+        await s.dropIndex('sessions_idle_expires_expires_idx').execute();
+      },
+    },
   };
 }
 

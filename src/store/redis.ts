@@ -5,7 +5,8 @@
  * times have passed. Idle expiry comes earlier and moves with every touch, so the `deadlines` sorted set
  * (score min(expiresAt, idleExpiresAt), updated by touch) tells deleteExpired what to remove and makes
  * countActive an exact ZCOUNT instead of a SCAN estimate. Index sets whose members vanished through TTL
- * are cleaned lazily (listBySubject/deleteBy*) and by a bounded SCAN step in each deleteExpired call.
+ * are cleaned lazily (listBySubject/deleteBy*) and by a bounded SCAN step in each deleteExpired call that
+ * finds the backlog done (fewer expired sessions than its limit).
  *
  * Availability: no offline queue and a short command timeout, so an outage fails calls at once (or after
  * connectTimeoutMs while the very first connection is still being made) with StoreUnavailableError;
@@ -197,7 +198,8 @@ export function createRedisStore(options: RedisStoreOptions): SessionStore {
   // Where the stale-index SCAN resumes; '0' starts a new pass over the keyspace.
   let scanCursor = '0';
   const sweepIndexes = async (limit: number): Promise<void> => {
-    const count = Math.min(Math.max(limit * 10, 100), 10_000);
+    // About as many keys as the batch deleted: one SCAN step per batch, never a long one.
+    const count = Math.min(Math.max(limit, 100), 1000);
     const [next, indexKeys] = await redis.scan(scanCursor, 'MATCH', keys.indexPattern, 'COUNT', count);
     scanCursor = next;
     if (indexKeys.length === 0) return;
@@ -287,12 +289,12 @@ export function createRedisStore(options: RedisStoreOptions): SessionStore {
 
     async deleteExpired(now: number, limit: number): Promise<number> {
       await connected();
-      const ids = await redis.zrangebyscore(keys.deadlines, '-inf', `(${now}`, 'LIMIT', 0, limit);
-      const results = await deleteMany(ids, '', 'expired', now);
-      // Sessions Redis already dropped by TTL (result 2) count too: their leftovers were just removed,
-      // and counting them keeps the caller looping while the batch was full.
-      const removed = results.filter((r) => r === 1 || r === 2).length;
-      await sweepIndexes(limit);
+      // Sessions Redis already dropped by TTL count too: their leftovers were just removed, and counting
+      // them keeps the caller looping while the batch was full.
+      const removed = Number(await redis.thDeleteExpired(keys.deadlines, now, limit, keys.session(''), keys.lease('')));
+      // Index hygiene (members whose session vanished by TTL; their sets expire by TTL too) only once the
+      // backlog is done: while the caller loops over full batches, it would double every batch's cost.
+      if (removed < limit) await sweepIndexes(limit);
       return removed;
     },
 

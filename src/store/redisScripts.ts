@@ -80,6 +80,39 @@ redis.call('del', s, KEYS[2])
 redis.call('zrem', KEYS[3], id)
 return 1`;
 
+/**
+ * The sweep's batch in one script (one round trip, one reply), instead of a DELETE per id.
+ * KEYS: deadlines. ARGV: now, limit, session key prefix (`P s:`), lease key prefix (`P l:`).
+ * Each id is handled as DELETE's 'expired' mode does; the session and lease keys are derived from the
+ * prefixes (like _subKey/_sidKey, this assumes a single Redis, not Cluster).
+ * Returns how many deadlines entries were settled (deleted, or already gone by TTL).
+ */
+const DELETE_EXPIRED = `
+local now = tonumber(ARGV[1])
+local ids = redis.call('zrangebyscore', KEYS[1], '-inf', '(' .. ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+local removed = 0
+for _, id in ipairs(ids) do
+  local s = ARGV[3] .. id
+  if redis.call('exists', s) == 0 then
+    redis.call('zrem', KEYS[1], id)
+    removed = removed + 1
+  else
+    local f = redis.call('hmget', s, '_subKey', '_sidKey', 'expiresAt', 'idleExpiresAt')
+    local deadline = f[3]
+    if tonumber(f[4]) < tonumber(f[3]) then deadline = f[4] end
+    if tonumber(deadline) >= now then
+      redis.call('zadd', KEYS[1], deadline, id)
+    else
+      if f[1] then redis.call('srem', f[1], id) end
+      if f[2] then redis.call('srem', f[2], id) end
+      redis.call('del', s, ARGV[4] .. id)
+      redis.call('zrem', KEYS[1], id)
+      removed = removed + 1
+    end
+  end
+end
+return removed`;
+
 /** KEYS: session, lease. ARGV: owner, ttlMs. Re-acquiring a lease one holds extends it. */
 const ACQUIRE_LEASE = `
 if redis.call('exists', KEYS[1]) == 0 then return 0 end
@@ -100,6 +133,7 @@ export const SCRIPTS = {
   thUpdatePayload: { lua: UPDATE_PAYLOAD, numberOfKeys: 1 },
   thTouch: { lua: TOUCH, numberOfKeys: 2 },
   thDelete: { lua: DELETE, numberOfKeys: 4 },
+  thDeleteExpired: { lua: DELETE_EXPIRED, numberOfKeys: 1 },
   thAcquireLease: { lua: ACQUIRE_LEASE, numberOfKeys: 2 },
   thReleaseLease: { lua: RELEASE_LEASE, numberOfKeys: 1 },
 } as const;
@@ -114,6 +148,7 @@ export interface ScriptCommands<R> {
   thUpdatePayload(session: string, expectedVersion: number, payload: string, accessExpiresAt: string): R;
   thTouch(session: string, deadlines: string, lastUsedAt: number, idleExpiresAt: number, idHash: string): R;
   thDelete(session: string, lease: string, deadlines: string, index: string, idHash: string, mode: DeleteMode, now: number): R;
+  thDeleteExpired(deadlines: string, now: number, limit: number, sessionPrefix: string, leasePrefix: string): R;
   thAcquireLease(session: string, lease: string, owner: string, ttlMs: number): R;
   thReleaseLease(lease: string, owner: string): R;
 }

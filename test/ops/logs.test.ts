@@ -104,15 +104,19 @@ describe('logs: one redacted line per request, validated request ids', () => {
     expect(exchanged.status).toBe(400);
     expect(((await exchanged.json()) as { error: string }).error).toBe('invalid_grant');
 
-    // 4. Logout (POST with the XSRF header), whose answer carries the id token as id_token_hint.
+    // 4. Logout (POST with the XSRF header), then its continuation, which redirects to the IdP with the
+    // id token as id_token_hint.
     const xsrf = secrets.get('XSRF token')!;
     const logout = await browser.post(`${th.base}${API}/clients/default/logout`, undefined, {
       headers: { accept: 'application/json', 'x-xsrf-token': xsrf, origin: th.base },
     });
     expect(logout.status).toBe(200);
     const { redirectTo } = (await logout.json()) as { redirectTo: string };
-    const hint = new URL(redirectTo).searchParams.get('id_token_hint');
-    if (hint) secrets.set('id_token_hint', hint);
+    const continued = await browser.get(new URL(redirectTo, th.base));
+    expect(continued.status).toBe(302);
+    const hint = new URL(continued.headers.get('location')!).searchParams.get('id_token_hint');
+    expect(hint).toMatch(/^eyJ/);
+    secrets.set('id_token_hint', hint!);
 
     // The logs are there, at trace, and say what happened...
     const text = logs.text();

@@ -33,6 +33,16 @@ describe('checkCsrf', () => {
       expect(checkCsrf({ ...base, ...change, method }).ok).toBe(false);
     }
   });
+  it('does not count TRACE (or an unknown method) as safe: it needs the token like any state-changing method', () => {
+    for (const method of ['TRACE', 'trace', 'CONNECT', 'PROPFIND', 'QUERY']) {
+      expect(checkCsrf({ ...base, method, headerToken: undefined }).ok).toBe(false);
+    }
+  });
+  it('refuses a cross-site request even with a matching token (a token leak alone is not enough)', () => {
+    expect(checkCsrf({ ...base, origin: 'https://evil.example', secFetchSite: 'cross-site' }).ok).toBe(false);
+    expect(checkCsrf({ ...base, origin: 'https://app.example.com.evil.example' }).ok).toBe(false);
+    expect(checkCsrf({ ...base, origin: 'https://APP.example.com' }).ok).toBe(false);
+  });
   it('accepts a request without Origin when the token matches (non-browser clients with the cookie)', () => {
     expect(checkCsrf({ ...base, origin: undefined, secFetchSite: undefined }).ok).toBe(true);
   });

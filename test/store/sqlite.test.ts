@@ -1,10 +1,10 @@
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createSqliteStore } from '../../src/store/sqlite.ts';
-import { makeRecord, runStoreContract } from './contract.ts';
+import { eventually, makeRecord, runStoreContract } from './contract.ts';
 
 const dir = await mkdtemp(join(tmpdir(), 'th-store-sqlite-'));
 afterAll(() => rm(dir, { recursive: true, force: true }));
@@ -50,6 +50,47 @@ describe('sqlite store specifics', () => {
       expect(await second.get(record.idHash)).toStrictEqual(record);
     } finally {
       await second.close();
+    }
+  });
+});
+
+describe('sqlite store at scale', () => {
+  it('counts active sessions slice by slice, ties on a slice boundary counted once', async () => {
+    const store = createSqliteStore({ path: join(dir, 'count-slices.db'), countSliceSize: 3 });
+    try {
+      await store.migrate();
+      const now = Date.now();
+      const HOUR = 3600_000;
+      // Idle ends with many ties, some absolutely expired, some idle-expired, one exactly at now.
+      const idleEnds = [now, now + 1, now + 1, now + 1, now + 1, now + 2, now + 5, now + 5, now + 9, now - 1, now - 5];
+      let expected = 0;
+      for (const [i, idle] of idleEnds.entries()) {
+        const expiresAt = i % 4 === 3 ? now - 10 : now + HOUR;
+        await store.create(makeRecord({ createdAt: now - HOUR, expiresAt, idleExpiresAt: idle }));
+        if (idle >= now && expiresAt >= now) expected += 1;
+      }
+      expect(expected).toBeGreaterThan(3);
+      expect(await store.countActive(now)).toBe(expected);
+      const single = createSqliteStore({ path: join(dir, 'count-slices.db'), countSliceSize: 1000 });
+      expect(await single.countActive(now)).toBe(expected);
+      await single.close();
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('checkpoints the WAL from a worker thread, not in a commit on the event loop', async () => {
+    const path = join(dir, 'checkpoints.db');
+    const store = createSqliteStore({ path, checkpointIntervalMs: 50 });
+    try {
+      await store.migrate();
+      const sizeBefore = statSync(path).size;
+      // ~1 MB of sessions: below SQLite's own auto-checkpoint threshold (1000 pages), which is off anyway.
+      for (let i = 0; i < 400; i += 1) await store.create(makeRecord({ payload: 'p'.repeat(2500) }));
+      // Only a checkpoint moves pages from the WAL into the database file.
+      await eventually(() => statSync(path).size > sizeBefore + 800_000, 5000, 50);
+    } finally {
+      await store.close();
     }
   });
 });

@@ -1,0 +1,440 @@
+/**
+ * `npm run bench`: the proxy, login, session-lookup and sweep benchmarks of issue #9. Not part of `npm test`.
+ *
+ *   node bench/run.ts [--quick] [--duration 10] [--warmup 3] [--rounds 3] [--connections 50]
+ *                     [--stores sqlite,postgresql,redis] [--sessions 1000000] [--sweep-sessions 1000000]
+ *                     [--login-duration 10] [--login-concurrency 4] [--only proxy,login,sessions,sweep]
+ *                     [--profile] [--log-level info] [--json bench/results/latest.json]
+ *
+ * Every flag also reads an environment variable: BENCH_DURATION, BENCH_WARMUP, BENCH_ROUNDS, BENCH_CONNECTIONS,
+ * BENCH_STORES, BENCH_SESSIONS, BENCH_SWEEP_SESSIONS, BENCH_LOGIN_DURATION, BENCH_LOGIN_CONCURRENCY, BENCH_ONLY,
+ * BENCH_QUICK=1, BENCH_PROFILE=1, BENCH_LOG_LEVEL; TH_TEST_POSTGRES_URL and TH_TEST_REDIS_URL pick the servers.
+ *
+ * Process layout (all on 127.0.0.1):
+ *   bench process      autocannon (load generator), the login driver, the session-lookup measurement
+ *                      and the sweep benchmark (bench/sweep.ts, which runs its own app in-process)
+ *   fixtures child     the dev IdP and the demo upstream (bench/fixtures.ts)
+ *   subject children   one per proxy under test (bench/subject.ts): the bare proxy, and token-handler on
+ *                      each store; all started up front, idle while another is measured
+ * So the upstream, the subject and the load generator each have an event loop (and, on 2 cores, a fair
+ * share of the CPU) of their own. Cases are interleaved: every round measures direct, bare, then each
+ * store, and ratios are taken within a round (subject / bare of the same round), medians over rounds.
+ */
+import autocannon from 'autocannon';
+import { fork, type ChildProcess } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
+import { dirname, join } from 'node:path';
+import { createHistogram, performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import { createBrowser } from '../test/support/http.ts';
+import { loginAtDevIdp } from '../test/support/login.ts';
+import type { FixturesReady } from './fixtures.ts';
+import { measureSessions, sessionsTable, type SessionsResult } from './sessions.ts';
+import type { StoreKind, SubjectReady, SubjectSpec } from './subject.ts';
+import { runSweepBenchmark, sweepTable, type SweepBenchmarkResult } from './sweep.ts';
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+const API = '/token-handler/v1';
+/** Where both the bare proxy and token-handler mount the target (bench/subject.ts). */
+const TARGET_PATH = `${API}/targets/api`;
+
+// ---------------------------------------------------------------------------------------------------
+// Options
+// ---------------------------------------------------------------------------------------------------
+
+type Part = 'proxy' | 'login' | 'sessions' | 'sweep';
+
+interface Options {
+  quick: boolean;
+  durationSec: number;
+  warmupSec: number;
+  rounds: number;
+  connections: number;
+  stores: StoreKind[];
+  sessions: number;
+  sweepSessions: number;
+  loginDurationSec: number;
+  loginConcurrency: number;
+  only: Part[];
+  profile: boolean;
+  logLevel: string;
+  json: string;
+  /** Another checkout (e.g. the code before an optimisation) measured beside this one, store by store. */
+  compareRoot: string | undefined;
+  postgresUrl: string;
+  redisUrl: string;
+}
+
+function parseOptions(argv: string[], env: NodeJS.ProcessEnv): Options {
+  const flags = new Map<string, string>();
+  for (let i = 0; i < argv.length; i += 1) {
+    const arg = argv[i]!;
+    if (!arg.startsWith('--')) throw new Error(`unexpected argument ${arg}`);
+    const eq = arg.indexOf('=');
+    if (eq > 0) flags.set(arg.slice(2, eq), arg.slice(eq + 1));
+    else if (argv[i + 1] !== undefined && !argv[i + 1]!.startsWith('--')) flags.set(arg.slice(2), argv[++i]!);
+    else flags.set(arg.slice(2), 'true');
+  }
+  const get = (flag: string): string | undefined => flags.get(flag) ?? env[`BENCH_${flag.toUpperCase().replaceAll('-', '_')}`];
+  const bool = (flag: string): boolean => ['1', 'true', 'yes'].includes(get(flag) ?? '');
+  const quick = bool('quick');
+  const num = (flag: string, full: number, fast: number): number => {
+    const value = get(flag);
+    if (value === undefined) return quick ? fast : full;
+    const n = Number(value.replaceAll('_', ''));
+    if (!Number.isFinite(n) || n <= 0) throw new Error(`--${flag} must be a positive number`);
+    return n;
+  };
+  const list = <T extends string>(flag: string, all: readonly T[]): T[] => {
+    const value = get(flag);
+    if (value === undefined) return [...all];
+    const items = value.split(',').map((s) => s.trim()).filter(Boolean) as T[];
+    for (const item of items) if (!all.includes(item)) throw new Error(`--${flag}: unknown ${item} (one of ${all.join(', ')})`);
+    return items;
+  };
+  return {
+    quick,
+    durationSec: num('duration', 10, 3),
+    warmupSec: num('warmup', 3, 1),
+    rounds: num('rounds', 3, 2),
+    connections: num('connections', 50, 50),
+    stores: list('stores', ['sqlite', 'postgresql', 'redis'] as const),
+    sessions: num('sessions', 1_000_000, 100_000),
+    sweepSessions: num('sweep-sessions', 1_000_000, 100_000),
+    loginDurationSec: num('login-duration', 10, 3),
+    loginConcurrency: num('login-concurrency', 4, 4),
+    only: list('only', ['proxy', 'login', 'sessions', 'sweep'] as const),
+    profile: bool('profile'),
+    logLevel: get('log-level') ?? 'info',
+    json: get('json') ?? join(HERE, 'results', 'latest.json'),
+    compareRoot: get('compare-root'),
+    postgresUrl: env.TH_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test',
+    redisUrl: env.TH_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379',
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Child processes
+// ---------------------------------------------------------------------------------------------------
+
+interface Child<T> {
+  process: ChildProcess;
+  ready: T;
+  rss(): Promise<number>;
+  stop(): Promise<void>;
+}
+
+async function startChild<T extends { type: 'ready' }>(script: string, args: string[], execArgv: string[] = [], root = HERE): Promise<Child<T>> {
+  const child = fork(join(root, script), args, { stdio: ['ignore', 'ignore', 'inherit', 'ipc'], execArgv: [...process.execArgv, ...execArgv] });
+  const ready = await new Promise<T>((resolve, reject) => {
+    const onExit = (code: number | null) => reject(new Error(`${script} exited with ${code} before it was ready`));
+    child.once('exit', onExit);
+    child.once('error', reject);
+    child.on('message', (message: { type?: string }) => {
+      if (message.type === 'ready') {
+        child.off('exit', onExit);
+        resolve(message as T);
+      }
+    });
+  });
+  return {
+    process: child,
+    ready,
+    rss: () =>
+      new Promise<number>((resolve) => {
+        const onMessage = (message: { type?: string; rss?: number }) => {
+          if (message.type !== 'rss') return;
+          child.off('message', onMessage);
+          resolve(message.rss ?? 0);
+        };
+        child.on('message', onMessage);
+        child.send('rss');
+      }),
+    stop: () =>
+      new Promise<void>((resolve) => {
+        if (child.exitCode !== null) return resolve();
+        const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+        child.once('exit', () => {
+          clearTimeout(timer);
+          resolve();
+        });
+        child.disconnect();
+      }),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Load (autocannon, with latencies recorded in microseconds: autocannon's own histogram has 1 ms steps)
+// ---------------------------------------------------------------------------------------------------
+
+export interface LoadResult {
+  rps: number;
+  requests: number;
+  non2xx: number;
+  errors: number;
+  p50Ms: number;
+  p99Ms: number;
+  p999Ms: number;
+}
+
+const round = (n: number, digits = 2): number => Math.round(n * 10 ** digits) / 10 ** digits;
+
+async function load(url: string, headers: Record<string, string>, connections: number, durationSec: number, record: boolean): Promise<LoadResult> {
+  const histogram = createHistogram();
+  const instance = autocannon({ url, connections, duration: durationSec, headers, pipelining: 1 });
+  if (record) {
+    instance.on('response', (_client: unknown, status: number, _bytes: number, responseTimeMs: number) => {
+      if (status >= 200 && status < 300) histogram.record(Math.max(1, Math.round(responseTimeMs * 1000)));
+    });
+  }
+  const result = await instance;
+  return {
+    rps: round(result.requests.total / durationSec, 0),
+    requests: result.requests.total,
+    non2xx: result.non2xx,
+    errors: result.errors + result.timeouts,
+    p50Ms: round(histogram.percentile(50) / 1000),
+    p99Ms: round(histogram.percentile(99) / 1000),
+    p999Ms: round(histogram.percentile(99.9) / 1000),
+  };
+}
+
+const median = (values: number[]): number => {
+  const sorted = values.filter((v) => Number.isFinite(v)).sort((a, b) => a - b);
+  if (sorted.length === 0) return Number.NaN;
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+};
+
+// ---------------------------------------------------------------------------------------------------
+// Parts
+// ---------------------------------------------------------------------------------------------------
+
+type CaseName = 'direct' | 'bare' | `token-handler/${StoreKind}` | `before/${StoreKind}`;
+
+export interface ProxyCaseResult extends LoadResult {
+  case: CaseName;
+  /** Median over rounds of (this case's rps / the bare proxy's rps in the same round). */
+  ratioToBare: number | null;
+  /** Median over rounds of (this case's p99 − the bare proxy's p99 in the same round), ms. */
+  addedP99Ms: number | null;
+  rssMb: number | null;
+  rounds: LoadResult[];
+}
+
+async function login(base: string): Promise<string> {
+  const browser = createBrowser();
+  const flow = await loginAtDevIdp(browser, `${base}${API}/clients/default/auth`, { username: 'demo', password: 'demo' });
+  await flow.response.body?.cancel();
+  const cookie = browser.cookie('session', base)?.value;
+  if (!cookie) throw new Error(`login at ${base} failed: status ${flow.response.status}, no session cookie`);
+  return cookie;
+}
+
+async function proxyBenchmark(
+  options: Options,
+  fixtures: FixturesReady,
+  subjects: Map<CaseName, Child<SubjectReady>>,
+  log: (line: string) => void,
+): Promise<ProxyCaseResult[]> {
+  const cases: { name: CaseName; url: string; headers: Record<string, string>; child?: Child<SubjectReady> }[] = [];
+  // Every case sends the same request headers, so the upstream echoes about the same bytes.
+  const cookies = new Map<CaseName, string>();
+  for (const [name, child] of subjects) {
+    if (name.startsWith('token-handler/') || name.startsWith('before/')) cookies.set(name, await login(`http://127.0.0.1:${child.ready.port}`));
+  }
+  const anyCookie = [...cookies.values()][0] ?? 'x'.repeat(120);
+  cases.push({ name: 'direct', url: `${fixtures.upstream}/echo/hello`, headers: { cookie: `session=${anyCookie}` } });
+  for (const [name, child] of subjects) {
+    cases.push({ name, url: `http://127.0.0.1:${child.ready.port}${TARGET_PATH}/hello`, headers: { cookie: `session=${cookies.get(name) ?? anyCookie}` }, child });
+  }
+  const perRound = new Map<CaseName, LoadResult[]>(cases.map((c) => [c.name, []]));
+  const rss = new Map<CaseName, number>();
+  for (let r = 0; r < options.rounds; r += 1) {
+    for (const c of cases) {
+      await load(c.url, c.headers, options.connections, options.warmupSec, false);
+      const result = await load(c.url, c.headers, options.connections, options.durationSec, true);
+      if (c.child) rss.set(c.name, Math.max(rss.get(c.name) ?? 0, await c.child.rss()));
+      perRound.get(c.name)!.push(result);
+      log(`[proxy] round ${r + 1}/${options.rounds} ${c.name}: ${result.rps} req/s, p50 ${result.p50Ms} ms, p99 ${result.p99Ms} ms, non-2xx ${result.non2xx}, errors ${result.errors}`);
+    }
+  }
+  const bare = perRound.get('bare') ?? [];
+  return cases.map((c) => {
+    const rounds = perRound.get(c.name)!;
+    const ratios = bare.length > 0 ? rounds.map((res, i) => res.rps / bare[i]!.rps) : [];
+    const added = bare.length > 0 ? rounds.map((res, i) => res.p99Ms - bare[i]!.p99Ms) : [];
+    return {
+      case: c.name,
+      rps: round(median(rounds.map((x) => x.rps)), 0),
+      requests: rounds.reduce((n, x) => n + x.requests, 0),
+      non2xx: rounds.reduce((n, x) => n + x.non2xx, 0),
+      errors: rounds.reduce((n, x) => n + x.errors, 0),
+      p50Ms: round(median(rounds.map((x) => x.p50Ms))),
+      p99Ms: round(median(rounds.map((x) => x.p99Ms))),
+      p999Ms: round(median(rounds.map((x) => x.p999Ms))),
+      ratioToBare: ratios.length > 0 ? round(median(ratios), 3) : null,
+      addedP99Ms: added.length > 0 ? round(median(added)) : null,
+      rssMb: rss.has(c.name) ? round(rss.get(c.name)! / 2 ** 20, 0) : null,
+      rounds,
+    };
+  });
+}
+
+export interface LoginResult {
+  store: StoreKind;
+  concurrency: number;
+  durationSec: number;
+  logins: number;
+  failures: number;
+  perSec: number;
+  p50Ms: number;
+  p99Ms: number;
+}
+
+/** Complete logins (auth redirect, IdP login form and consent, callback) per second, `concurrency` at a time. */
+async function loginBenchmark(options: Options, store: StoreKind, base: string): Promise<LoginResult> {
+  const histogram = createHistogram();
+  let failures = 0;
+  const until = performance.now() + options.loginDurationSec * 1000;
+  // Warm-up: one login (discovery, JIT).
+  await login(base);
+  const started = performance.now();
+  await Promise.all(
+    Array.from({ length: options.loginConcurrency }, async () => {
+      while (performance.now() < until) {
+        const t0 = performance.now();
+        try {
+          await login(base);
+          histogram.record(Math.max(1, Math.round((performance.now() - t0) * 1000)));
+        } catch {
+          failures += 1;
+        }
+      }
+    }),
+  );
+  const elapsed = (performance.now() - started) / 1000;
+  return {
+    store,
+    concurrency: options.loginConcurrency,
+    durationSec: round(elapsed, 1),
+    logins: histogram.count,
+    failures,
+    perSec: round(histogram.count / elapsed, 1),
+    p50Ms: round(histogram.percentile(50) / 1000, 1),
+    p99Ms: round(histogram.percentile(99) / 1000, 1),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Report
+// ---------------------------------------------------------------------------------------------------
+
+interface BenchResult {
+  startedAt: string;
+  machine: { cpus: number; cpuModel: string; memoryGb: number; node: string; platform: string };
+  options: Omit<Options, 'postgresUrl' | 'redisUrl'>;
+  proxy?: ProxyCaseResult[];
+  login?: LoginResult;
+  sessions?: SessionsResult;
+  sweep?: SweepBenchmarkResult;
+}
+
+function proxyTable(rows: ProxyCaseResult[], connections: number): string {
+  const lines = [
+    `| case (${connections} connections) | req/s | ratio to bare | p50 ms | p99 ms | p99.9 ms | added p99 ms | RSS MB | non-2xx / errors |`,
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|',
+  ];
+  for (const r of rows) {
+    lines.push(
+      `| ${r.case} | ${r.rps} | ${r.ratioToBare === null ? '–' : `${Math.round(r.ratioToBare * 1000) / 10}%`} | ${r.p50Ms} | ${r.p99Ms} | ${r.p999Ms} | ${r.addedP99Ms ?? '–'} | ${r.rssMb ?? '–'} | ${r.non2xx} / ${r.errors} |`,
+    );
+  }
+  return lines.join('\n');
+}
+
+function loginTable(r: LoginResult): string {
+  return [
+    '| login round trip (token-handler + dev IdP) | logins/s | p50 ms | p99 ms | failures |',
+    '|---|---:|---:|---:|---:|',
+    `| ${r.store}, ${r.concurrency} concurrent browsers, ${r.durationSec} s | ${r.perSec} | ${r.p50Ms} | ${r.p99Ms} | ${r.failures} |`,
+  ].join('\n');
+}
+
+export function renderReport(result: BenchResult): string {
+  const parts = [
+    `Machine: ${result.machine.cpus} cores (${result.machine.cpuModel}), ${result.machine.memoryGb} GB, Node ${result.machine.node}, ${result.machine.platform}; ${result.startedAt}.`,
+    `Options: ${result.options.rounds} rounds × ${result.options.durationSec} s (+${result.options.warmupSec} s warm-up) per case, ${result.options.connections} connections, log level ${result.options.logLevel}.`,
+  ];
+  if (result.proxy) parts.push(proxyTable(result.proxy, result.options.connections));
+  if (result.login) parts.push(loginTable(result.login));
+  if (result.sessions) parts.push(sessionsTable(result.sessions));
+  if (result.sweep) parts.push(sweepTable(result.sweep));
+  return parts.join('\n\n');
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Main
+// ---------------------------------------------------------------------------------------------------
+
+async function main(): Promise<void> {
+  const options = parseOptions(process.argv.slice(2), process.env);
+  const log = (line: string) => process.stderr.write(`${line}\n`);
+  const { postgresUrl, redisUrl, ...shown } = options;
+  const result: BenchResult = {
+    startedAt: new Date().toISOString(),
+    machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? 'unknown', memoryGb: Math.round(totalmem() / 2 ** 30), node: process.versions.node, platform: `${process.platform}-${process.arch}` },
+    options: shown,
+  };
+  log(`[bench] ${JSON.stringify(shown)}`);
+
+  if (options.only.includes('proxy') || options.only.includes('login')) {
+    const fixtures = await startChild<FixturesReady>('fixtures.ts', []);
+    const subjects = new Map<CaseName, Child<SubjectReady>>();
+    const profileArgs = options.profile ? ['--cpu-prof', `--cpu-prof-dir=${join(HERE, 'results', 'profiles')}`] : [];
+    try {
+      const spec = (store: StoreKind): SubjectSpec => ({ mode: 'token-handler', upstream: fixtures.ready.upstream, issuer: fixtures.ready.issuer, store, postgresUrl, redisUrl, logLevel: options.logLevel });
+      if (options.only.includes('proxy')) {
+        subjects.set('bare', await startChild<SubjectReady>('subject.ts', [JSON.stringify({ mode: 'bare', upstream: fixtures.ready.upstream } satisfies SubjectSpec)], profileArgs));
+      }
+      for (const store of options.stores) {
+        subjects.set(`token-handler/${store}`, await startChild<SubjectReady>('subject.ts', [JSON.stringify(spec(store))], profileArgs));
+        if (options.compareRoot && options.only.includes('proxy')) {
+          subjects.set(`before/${store}`, await startChild<SubjectReady>('subject.ts', [JSON.stringify(spec(store))], profileArgs, join(options.compareRoot, 'bench')));
+        }
+      }
+      if (options.only.includes('proxy')) result.proxy = await proxyBenchmark(options, fixtures.ready, subjects, log);
+      if (options.only.includes('login')) {
+        const store = options.stores[0] ?? 'sqlite';
+        const child = subjects.get(`token-handler/${store}`)!;
+        result.login = await loginBenchmark(options, store, `http://127.0.0.1:${child.ready.port}`);
+        log(`[login] ${result.login.perSec} logins/s (p50 ${result.login.p50Ms} ms, p99 ${result.login.p99Ms} ms, ${result.login.failures} failures)`);
+      }
+    } finally {
+      for (const child of subjects.values()) await child.stop();
+      await fixtures.stop();
+    }
+  }
+  if (options.only.includes('sessions')) {
+    result.sessions = await measureSessions({ stores: options.stores, sessions: options.sessions, postgresUrl, redisUrl, log });
+  }
+  if (options.only.includes('sweep')) {
+    result.sweep = await runSweepBenchmark({
+      stores: options.stores,
+      sessions: options.sweepSessions,
+      baselineSec: options.quick ? 3 : 10,
+      postgresUrl,
+      redisUrl,
+      log,
+    });
+  }
+
+  const report = renderReport(result);
+  mkdirSync(dirname(options.json), { recursive: true });
+  writeFileSync(options.json, `${JSON.stringify(result, null, 2)}\n`);
+  writeFileSync(options.json.replace(/\.json$/, '.md'), `${report}\n`);
+  process.stdout.write(`\n${report}\n\nJSON: ${options.json}\n`);
+}
+
+await main();

@@ -1,0 +1,242 @@
+/**
+ * The fleet scenarios, run once per shared store (PostgreSQL, Redis): two token-handler processes behind
+ * no sticky routing (the test sends each request to whichever it likes; a cookie jar ignores ports, as
+ * a browser would for one site behind a load balancer), then a third one whose store connection goes
+ * through a TCP proxy the test cuts and restores.
+ *
+ * The fleet runs with --session_cache_ttl=60s, so a logout seen on the other instance within a second
+ * can only be the invalidation message (LISTEN/NOTIFY, pub/sub), not the cache expiring.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startDevIdp, type DevIdp } from '../../src/demo/idp.ts';
+import { startDemoUpstream, type DemoUpstream, type EchoResponse } from '../../src/demo/upstream.ts';
+import { startTcpProxy } from '../store/net.ts';
+import { createBrowser } from '../support/http.ts';
+import { logoutAtDevIdp } from '../support/login.ts';
+import {
+  API,
+  fleetConfigFile,
+  login,
+  sessionCount,
+  sleep,
+  startInstance,
+  statusOf,
+  withCookie,
+  within,
+  type Instance,
+  type StoreNamespace,
+} from './support.ts';
+
+/** Access tokens live 10 s and are refreshed 8 s before they expire: "expiring" 2 s after issue. */
+const ACCESS_TOKEN_TTL_SEC = 10;
+const REFRESH_SKEW_SEC = 8;
+const EXPIRING_AFTER_MS = (ACCESS_TOKEN_TTL_SEC - REFRESH_SKEW_SEC) * 1000;
+/** How soon another instance must see a logout: far below the 60 s cache TTL the fleet runs with. */
+const PROPAGATION_BOUND_MS = 1000;
+
+export interface FleetBackend {
+  name: string;
+  unavailable: string | undefined;
+  namespace(): StoreNamespace;
+  /** Where the real backend listens, for the outage test's TCP proxy. */
+  target: { host: string; port: number };
+}
+
+interface Echo {
+  status: number;
+  token: string | undefined;
+  valid: boolean;
+}
+
+async function echo(base: string, cookie: string): Promise<Echo> {
+  const res = await withCookie(`${base}${API}/targets/api/echo`, cookie);
+  if (res.status !== 200) {
+    await res.arrayBuffer();
+    return { status: res.status, token: undefined, valid: false };
+  }
+  const body = (await res.json()) as EchoResponse;
+  const auth = body.headers.authorization;
+  return { status: 200, token: typeof auth === 'string' ? auth : undefined, valid: body.token.valid };
+}
+
+async function csrfHeaders(base: string, cookie: string): Promise<Record<string, string>> {
+  // GET /sessions hands out the XSRF cookie; a state-changing call echoes it and comes from our origin.
+  const res = await withCookie(`${base}${API}/sessions`, cookie);
+  await res.arrayBuffer();
+  const xsrf = /XSRF-TOKEN=([^;]+)/.exec(res.headers.getSetCookie().join('\n'))?.[1];
+  if (!xsrf) throw new Error('no XSRF cookie from GET /sessions');
+  return { cookie: `session=${cookie}; XSRF-TOKEN=${xsrf}`, 'x-xsrf-token': xsrf, origin: base, accept: 'application/json' };
+}
+
+export function fleetSuite(backend: FleetBackend): void {
+  describe.skipIf(backend.unavailable !== undefined)(`a fleet of two processes on one ${backend.name} store`, () => {
+    let idp: DevIdp;
+    let upstream: DemoUpstream;
+    let ns: StoreNamespace;
+    let configFile: string;
+    let a: Instance;
+    let b: Instance;
+    const started: Instance[] = [];
+
+    const start = async (extra: string[]): Promise<Instance> => {
+      const instance = await startInstance({ issuer: idp.issuer, configFile, extra: [`--refresh_skew=${REFRESH_SKEW_SEC}s`, ...extra] });
+      started.push(instance);
+      return instance;
+    };
+
+    beforeAll(async () => {
+      // A real OP that rotates refresh tokens (reuse of a rotated one is counted and fails).
+      idp = await startDevIdp({ accessTokenTtlSec: ACCESS_TOKEN_TTL_SEC, rotateRefreshToken: true, refreshTokens: 'always' });
+      upstream = await startDemoUpstream({ jwksUrl: idp.jwksUrl, issuer: idp.issuer });
+      ns = backend.namespace();
+      configFile = fleetConfigFile(upstream.url);
+      // A migrates first; B then finds the schema in place (concurrent migration is the contract suite's job).
+      a = await start([...ns.flags(), '--session_cache_ttl=60s']);
+      b = await start([...ns.flags(), '--session_cache_ttl=60s']);
+    });
+
+    afterAll(async () => {
+      await Promise.all(started.map((i) => i.stop()));
+      await upstream?.close();
+      await idp?.close();
+      await ns?.drop();
+    });
+
+    it('a session made on A works on B', async () => {
+      const cookie = await login(createBrowser(), a.base);
+      expect(await sessionCount(b.base, cookie)).toBe(1);
+      const onB = await echo(b.base, cookie);
+      expect(onB).toMatchObject({ status: 200, valid: true });
+      expect(onB.token).toMatch(/^Bearer ey/);
+    });
+
+    it('50 concurrent requests split over A and B with an expiring token cause exactly one refresh', async () => {
+      const cookie = await login(createBrowser(), a.base);
+      const loggedInAt = Date.now();
+      // Both instances hold the session in their cache, with the token that is about to be "expiring".
+      const first = await echo(a.base, cookie);
+      expect((await echo(b.base, cookie)).token).toBe(first.token);
+      await sleep(Math.max(0, loggedInAt + EXPIRING_AFTER_MS + 300 - Date.now()));
+      idp.resetCounters();
+
+      const results = await Promise.all(Array.from({ length: 50 }, (_, i) => echo(i % 2 === 0 ? a.base : b.base, cookie)));
+
+      expect(results.map((r) => r.status)).toEqual(Array(50).fill(200));
+      expect(results.every((r) => r.valid)).toBe(true);
+      expect(idp.refreshGrantCount).toBe(1);
+      expect(idp.refreshReuseCount).toBe(0);
+      const tokens = new Set(results.map((r) => r.token));
+      expect(tokens.size).toBe(1);
+      expect([...tokens][0]).not.toBe(first.token);
+      // Both instances now serve the refreshed token without refreshing again.
+      expect((await echo(a.base, cookie)).token).toBe([...tokens][0]);
+      expect((await echo(b.base, cookie)).token).toBe([...tokens][0]);
+      expect(idp.refreshGrantCount).toBe(1);
+    });
+
+    it('a logout on A is seen on B at once', async () => {
+      const cookie = await login(createBrowser(), a.base);
+      // B caches the session (for 60 s).
+      expect(await sessionCount(b.base, cookie)).toBe(1);
+      expect((await echo(b.base, cookie)).status).toBe(200);
+
+      const res = await fetch(`${a.base}${API}/clients/default/logout`, { method: 'POST', headers: await csrfHeaders(a.base, cookie), redirect: 'manual' });
+      expect(res.status).toBe(200);
+      expect(await res.json()).toMatchObject({ loggedOut: true });
+
+      const took = await within(PROPAGATION_BOUND_MS, async () => (await sessionCount(b.base, cookie)) === 0, 'B still sees the session');
+      expect(await statusOf(`${b.base}${API}/targets/api/echo`, cookie)).toBe(401);
+      expect(took).toBeLessThan(PROPAGATION_BOUND_MS);
+    });
+
+    it('revoking a session (DELETE /sessions/{handle}) on A ends it on B at once', async () => {
+      const mine = await login(createBrowser(), a.base);
+      const other = await login(createBrowser(), a.base);
+      // B caches the other session (for 60 s).
+      expect((await echo(b.base, other)).status).toBe(200);
+      const [view] = (await (await withCookie(`${a.base}${API}/sessions`, other)).json()) as { handle: string }[];
+      // The user ends their session on another device from this browser.
+      const res = await fetch(`${a.base}${API}/sessions/${view!.handle}`, { method: 'DELETE', headers: await csrfHeaders(a.base, mine) });
+      expect(res.status).toBe(200);
+      expect(await res.json()).toEqual({ revoked: 1 });
+
+      await within(PROPAGATION_BOUND_MS, async () => (await echo(b.base, other)).status === 401, 'B still serves the revoked session');
+      expect(await sessionCount(b.base, other)).toBe(0);
+      expect(await sessionCount(b.base, mine)).toBe(1);
+    });
+
+    it('a back-channel logout delivered to A ends the session on B at once', async () => {
+      // The OP itself posts the logout token to A when the user signs out at the OP.
+      await idp.updateClient('token-handler', { backchannel_logout_uri: `${a.base}${API}/clients/default/backchannel-logout`, backchannel_logout_session_required: true });
+      const browser = createBrowser();
+      const cookie = await login(browser, a.base);
+      expect(await sessionCount(b.base, cookie)).toBe(1);
+      expect((await echo(b.base, cookie)).status).toBe(200);
+
+      const sent = idp.backchannelLogoutSentCount;
+      const ended = await logoutAtDevIdp(browser, `${idp.issuer}/session/end`, { idpOrigin: new URL(idp.issuer).origin });
+      expect(ended.html).toContain('signed-out');
+      await within(2000, async () => idp.backchannelLogoutSentCount > sent, 'the OP did not deliver the logout token');
+
+      await within(PROPAGATION_BOUND_MS, async () => (await sessionCount(b.base, cookie)) === 0, 'B still sees the session');
+      expect(await statusOf(`${b.base}${API}/targets/api/echo`, cookie)).toBe(401);
+      expect(await sessionCount(a.base, cookie)).toBe(0);
+    });
+
+    it('store outage: 503 problem+json and unready while cut, recovery by itself with the session intact', async () => {
+      const proxy = await startTcpProxy(backend.target.port, backend.target.host);
+      try {
+        // A short session cache: cached sessions keep working through an outage for at most this long.
+        const c = await start([...ns.flags({ port: proxy.port }), '--session_cache_ttl=1s']);
+        const cookie = await login(createBrowser(), c.base);
+        const before = await echo(c.base, cookie);
+        expect(before).toMatchObject({ status: 200, valid: true });
+        expect((await fetch(`${c.base}/readyz`)).status).toBe(200);
+
+        // Traffic keeps flowing while the store goes away and comes back.
+        const statuses = new Map<number, number>();
+        let traffic = true;
+        const load = (async () => {
+          while (traffic) {
+            const status = await statusOf(`${c.base}${API}/targets/api/echo`, cookie).catch(() => -1);
+            statuses.set(status, (statuses.get(status) ?? 0) + 1);
+            await sleep(20);
+          }
+        })();
+        await sleep(200);
+        await proxy.cut();
+
+        await within(5000, async () => (await statusOf(`${c.base}${API}/targets/api/echo`, cookie)) === 503, 'the proxy route does not answer 503');
+        for (const path of [`${API}/targets/api/echo`, `${API}/sessions`]) {
+          const res = await withCookie(`${c.base}${path}`, cookie);
+          expect(res.status, path).toBe(503);
+          expect(res.headers.get('content-type'), path).toMatch(/^application\/problem\+json/);
+          expect(res.headers.get('retry-after'), path).toBe('5');
+          expect(await res.json(), path).toMatchObject({ status: 503, error: 'store_unavailable' });
+        }
+        const unready = await fetch(`${c.base}/readyz`);
+        expect(unready.status).toBe(503);
+        expect(await unready.json()).toMatchObject({ status: 'fail', checks: { store: { status: 'fail' } } });
+        // Liveness is not the store's business: restarting the process would not bring the store back.
+        expect((await fetch(`${c.base}/healthz`)).status).toBe(200);
+        expect(c.child.exitCode).toBeNull();
+
+        await proxy.restore();
+        const recovered = await within(15_000, async () => (await fetch(`${c.base}/readyz`)).status === 200, 'not ready again after the store came back');
+        traffic = false;
+        await load;
+
+        const after = await echo(c.base, cookie);
+        expect(after).toMatchObject({ status: 200, valid: true });
+        expect(await sessionCount(c.base, cookie)).toBe(1);
+        // The session is the same one everywhere, not a re-created one.
+        expect(await sessionCount(a.base, cookie)).toBe(1);
+        expect([...statuses.keys()].sort()).toEqual([200, 503]);
+        expect(recovered).toBeLessThan(15_000);
+        expect(c.output()).not.toMatch(/"level":(50|60).*"msg":"unhandled error"/);
+      } finally {
+        await proxy.close();
+      }
+    });
+  });
+}

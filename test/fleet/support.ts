@@ -1,0 +1,244 @@
+/**
+ * Helpers of the fleet tests: real `node src/main.ts` processes (as deployed: flags, env, a config file)
+ * sharing one PostgreSQL or Redis store, a dev IdP that rotates refresh tokens, and a demo upstream
+ * that validates the bearer tokens it receives.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Redis } from 'ioredis';
+import pg from 'pg';
+import { tempDir } from '../support/config.ts';
+import type { Browser } from '../support/http.ts';
+import { loginAtDevIdp } from '../support/login.ts';
+
+export const API = '/token-handler/v1';
+const MAIN = fileURLToPath(new URL('../../src/main.ts', import.meta.url));
+
+export const PG_URL = process.env.TH_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+export const REDIS_URL = process.env.TH_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
+
+/** Secrets shared by every instance of a fleet: a cookie sealed by one must open on the others. */
+const SHARED_SECRETS = {
+  SESSION_AUTH_SECRET: 'fleet-auth-secret-0123456789abcdef',
+  SESSION_ENC_SECRET: 'fleet-enc-secret-0123456789abcdefg',
+  SESSION_DB_KEY: 'fleet-db-key-0123456789abcdef01234',
+};
+
+/**
+ * Why the backend cannot be used, or undefined when it can. In CI a missing backend is a failure
+ * (the caller throws); elsewhere the suite is skipped with this message.
+ */
+export async function probePostgres(): Promise<string | undefined> {
+  const client = new pg.Client({ connectionString: PG_URL, connectionTimeoutMillis: 2000 });
+  try {
+    await client.connect();
+    await client.query('select 1');
+    return undefined;
+  } catch (err) {
+    return `cannot connect to ${PG_URL} (${err instanceof Error ? err.message || err.name : String(err)}); set TH_TEST_POSTGRES_URL`;
+  } finally {
+    await client.end().catch(() => {});
+  }
+}
+
+export async function probeRedis(): Promise<string | undefined> {
+  const client = new Redis(REDIS_URL, { lazyConnect: true, connectTimeout: 2000, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  let cause: unknown;
+  client.on('error', (err) => (cause ??= err));
+  try {
+    await client.connect();
+    await client.ping();
+    return undefined;
+  } catch (err) {
+    const reason = cause ?? err;
+    return `cannot connect to ${REDIS_URL} (${reason instanceof Error ? reason.message : String(reason)}); set TH_TEST_REDIS_URL`;
+  } finally {
+    client.disconnect();
+  }
+}
+
+/** Throws in CI (a missing backend must fail there), else logs why the suite is skipped. */
+export function requireInCi(name: string, unavailable: string | undefined): void {
+  if (unavailable === undefined) return;
+  if (process.env.CI === 'true') throw new Error(`${name} is required in CI: ${unavailable}`);
+  console.warn(`[fleet] skipping the ${name} fleet tests: ${unavailable}`);
+}
+
+/** A namespace of its own in the shared backend, and the flags that point an instance at it. */
+export interface StoreNamespace {
+  /** `--db_type ...` and the connection flags; `via` replaces the backend's port (a TCP proxy). */
+  flags(via?: { port: number }): string[];
+  drop(): Promise<void>;
+}
+
+/** A fresh PostgreSQL schema (`--db_schema`), created by the first instance's migration, dropped after. */
+export function postgresNamespace(): StoreNamespace {
+  const schema = `th_fleet_${randomBytes(5).toString('hex')}`;
+  return {
+    flags(via) {
+      const url = new URL(PG_URL);
+      if (via) {
+        url.hostname = '127.0.0.1';
+        url.port = String(via.port);
+      }
+      return ['--db_type=postgresql', `--db_url=${url.href}`, `--db_schema=${schema}`];
+    },
+    async drop() {
+      const admin = new pg.Client({ connectionString: PG_URL });
+      await admin.connect();
+      try {
+        await admin.query(`drop schema if exists "${schema}" cascade`);
+      } finally {
+        await admin.end();
+      }
+    },
+  };
+}
+
+/** A fresh Redis key prefix (`--redis_key_prefix`); its keys are deleted after. */
+export function redisNamespace(): StoreNamespace {
+  const prefix = `th-fleet:${randomBytes(5).toString('hex')}:`;
+  return {
+    flags(via) {
+      const url = new URL(REDIS_URL);
+      if (via) {
+        url.hostname = '127.0.0.1';
+        url.port = String(via.port);
+      }
+      return ['--db_type=redis', `--redis_url=${url.href}`, `--redis_key_prefix=${prefix}`];
+    },
+    async drop() {
+      const admin = new Redis(REDIS_URL);
+      try {
+        const pattern = `${prefix.replace(/[*?[\]\\]/g, '\\$&')}*`;
+        for await (const keys of admin.scanStream({ match: pattern, count: 1000 }) as AsyncIterable<string[]>) {
+          if (keys.length > 0) await admin.unlink(...keys);
+        }
+      } finally {
+        admin.disconnect();
+      }
+    },
+  };
+}
+
+export interface Instance {
+  readonly base: string;
+  readonly child: ChildProcess;
+  output(): string;
+  /** SIGTERM, then SIGKILL if it has not exited within 5 s. */
+  stop(): Promise<void>;
+}
+
+/** Writes the config file every instance of a fleet shares: one target to the upstream. */
+export function fleetConfigFile(upstreamUrl: string): string {
+  const dir = tempDir('th-fleet-');
+  const file = join(dir, 'token-handler.json');
+  writeFileSync(file, JSON.stringify({ targets: [{ id: 'api', url: upstreamUrl }] }));
+  return file;
+}
+
+/** Spawns `node src/main.ts` with the default client at `issuer` and resolves once it listens. */
+export async function startInstance(args: { issuer: string; configFile: string; extra: string[] }): Promise<Instance> {
+  const cwd = tempDir('th-fleet-run-');
+  const argv = [
+    MAIN,
+    '--listen_addr=127.0.0.1:0',
+    `--oidc_issuer=${args.issuer}`,
+    '--oidc_client_id=token-handler',
+    '--oidc_client_secret=token-handler-secret',
+    '--oidc_allow_insecure_issuer',
+    `--config=${args.configFile}`,
+    '--session_sweep_interval=1h',
+    '--log_level=info',
+    ...args.extra,
+  ];
+  // process.execPath: the Node 24 running the tests, never a system node.
+  const child = spawn(process.execPath, argv, {
+    cwd,
+    env: { PATH: process.env.PATH ?? '', HOME: cwd, ...SHARED_SECRETS },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const base = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`token-handler did not start within 20 s:\n${out}`)), 20_000);
+    child.stdout!.on('data', (chunk: Buffer) => {
+      out += chunk.toString();
+      const m = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1]!);
+      }
+    });
+    child.stderr!.on('data', (chunk: Buffer) => {
+      out += chunk.toString();
+    });
+    void exited.then(() => {
+      clearTimeout(timer);
+      reject(new Error(`token-handler exited (${child.exitCode}) before listening:\n${out}`));
+    });
+  });
+  return {
+    base,
+    child,
+    output: () => out,
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
+
+/** Logs a browser in through `base` (the dev IdP's form), returns the session cookie value. */
+export async function login(browser: Browser, base: string): Promise<string> {
+  const flow = await loginAtDevIdp(browser, `${base}${API}/clients/default/auth`, { username: 'demo', password: 'demo' });
+  await flow.response.body?.cancel();
+  if (flow.response.status !== 302) throw new Error(`login failed: ${flow.response.status}`);
+  const cookie = browser.cookie('session', base)?.value;
+  if (!cookie) throw new Error('no session cookie after login');
+  return cookie;
+}
+
+/**
+ * Requests carrying a given session cookie, without a jar: the cookie stays what it was even after an
+ * instance answered with a Set-Cookie clearing it, so "the session ended" is judged by the server alone.
+ */
+export async function withCookie(url: string, cookie: string, init: RequestInit = {}): Promise<Response> {
+  const headers = new Headers(init.headers);
+  headers.set('cookie', `session=${cookie}`);
+  return fetch(url, { ...init, headers, redirect: 'manual' });
+}
+
+export async function statusOf(url: string, cookie: string): Promise<number> {
+  const res = await withCookie(url, cookie);
+  await res.arrayBuffer();
+  return res.status;
+}
+
+/** Number of sessions `GET /sessions` on `base` sees for this cookie (-status when not 200). */
+export async function sessionCount(base: string, cookie: string): Promise<number> {
+  const res = await withCookie(`${base}${API}/sessions`, cookie);
+  if (res.status !== 200) {
+    await res.arrayBuffer();
+    return -res.status;
+  }
+  return ((await res.json()) as unknown[]).length;
+}
+
+/** Polls `check` every 20 ms until it returns true or `timeoutMs` passes; returns how long it took. */
+export async function within(timeoutMs: number, check: () => Promise<boolean>, what: string): Promise<number> {
+  const started = Date.now();
+  for (;;) {
+    if (await check()) return Date.now() - started;
+    if (Date.now() - started > timeoutMs) throw new Error(`${what}: not within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
