@@ -5,21 +5,12 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDevIdp, type DevIdp } from '../../src/demo/idp.ts';
+import type { SessionListEntry } from '../../src/routes/sessionAdmin.ts';
 import { testClient, testConfig } from '../support/config.ts';
 import { createBrowser, type Browser } from '../support/http.ts';
 import { API, csrfHeaders, getJson, idpClient, login, startTokenHandler, type Running } from './support.ts';
 
-interface Entry {
-  handle: string;
-  current: boolean;
-  clientId: string;
-  tenant: string | null;
-  issuer: string;
-  createdAt: string;
-  lastUsedAt: string;
-  expiresAt: string;
-  userAgent: string | null;
-}
+type Entry = SessionListEntry;
 
 const USERS = [
   { username: 'demo', password: 'demo', name: 'Demo User', email: 'demo@example.com', roles: ['user'] },
