@@ -6,9 +6,11 @@
  * session (a real login at the dev IdP) and a target to a local upstream (in a worker thread, as it
  * would be on another machine), then drive proxied requests
  * at a fixed rate from a worker thread (open loop: latency counts from the scheduled send time, so a
- * stalled server cannot hide its stall by slowing the load down). Measured: p50/p99/max latency without
- * a sweep and while `ctx.sessions.sweep()` runs, the sweep's time, rows/s and batch times, the event
- * loop's delay, and `countActive` (the active-sessions gauge) on the full store.
+ * stalled server cannot hide its stall by slowing the load down). Measured: latency for 10 s without a
+ * sweep, then while `ctx.sessions.sweep()` works through the backlog in 3 s periods alternating with 3 s
+ * quiet periods (A/B under the same load, so a busy machine skews both alike; the p99 ratio compares
+ * them), the sweep's time, rows/s and batch times, the event loop's delay during the sweep periods, and
+ * `countActive` (the active-sessions gauge) on the full store.
  *
  *   node bench/sweep.ts [--sessions 1000000] [--stores sqlite,postgresql,redis] [--rate 300] [--json out.json]
  *
@@ -78,10 +80,17 @@ export interface SweepStoreResult {
   deleted: number;
   rowsPerSec: number;
   batches: { count: number; size: number; p50Ms: number; p99Ms: number; maxMs: number };
+  /** 10 s of load before any sweep. */
   baseline: LatencySummary;
+  /** The periods without sweep interleaved with the sweep periods (the comparison the ratio uses). */
+  quietBetweenSweeps: LatencySummary;
+  /** Requests scheduled while the sweep ran. */
   duringSweep: LatencySummary;
+  /** p99 during sweep periods / p99 in the quiet periods between them. */
   p99Ratio: number;
-  /** Event-loop delay of the token-handler process while the sweep ran. */
+  /** p99 during sweep periods / p99 of the baseline before (more exposed to the machine's other load). */
+  p99RatioToBaseline: number;
+  /** Event-loop delay of the token-handler process while the sweep ran (p99: the worst period's). */
   eventLoopDelayMs: { p99: number; max: number };
   /** The machine's 1-minute load average after each measurement: other work on the machine skews both. */
   loadAverage: { baseline: number; duringSweep: number };
@@ -95,6 +104,10 @@ export interface SweepBenchmarkResult {
 
 const API = '/token-handler/v1';
 const HOUR = 3600_000;
+/** Length of each sweep period and of each quiet period between them. */
+const SWEEP_PHASE_MS = 3000;
+/** Batches per sweep() call inside a period (the backlog check happens between calls). */
+const SWEEP_CALL_BATCHES = 20;
 
 // ---------------------------------------------------------------------------------------------------
 // Load generator (worker thread): open loop at a fixed rate, one latency per scheduled request.
@@ -198,11 +211,16 @@ const round = (n: number, digits = 1) => Math.round(n * 10 ** digits) / 10 ** di
 
 /** Latency of the requests scheduled within [from, to]. */
 function summarize(report: LoadReport, from: number, to: number): LatencySummary {
+  return summarizeWindows(report, [[from, to]]);
+}
+
+/** Latency of the requests scheduled within any of the windows. */
+function summarizeWindows(report: LoadReport, windows: [number, number][]): LatencySummary {
   const latencies: number[] = [];
   let errors = 0;
   for (let i = 0; i < report.length; i += 3) {
     const at = report[i]!;
-    if (at < from || at > to) continue;
+    if (!windows.some(([from, to]) => at >= from && at <= to)) continue;
     latencies.push(report[i + 1]!);
     if (report[i + 2] !== 1) errors += 1;
   }
@@ -384,12 +402,15 @@ async function benchmarkStore(kind: SweepStoreKind, options: ResolvedOptions, lo
   // Batch times, seen from the service (what a request waiting behind a batch experiences at most).
   const batchMs: number[] = [];
   const backend = prepared.store;
+  let backlogDone = false;
   const store: SessionStore = {
     ...backend,
     async deleteExpired(now, limit) {
       const started = performance.now();
       try {
-        return await backend.deleteExpired(now, limit);
+        const deleted = await backend.deleteExpired(now, limit);
+        if (deleted < limit) backlogDone = true;
+        return deleted;
       } finally {
         batchMs.push(performance.now() - started);
       }
@@ -438,19 +459,39 @@ async function benchmarkStore(kind: SweepStoreKind, options: ResolvedOptions, lo
     const loadBaseline = round(loadavg()[0]!, 2);
     log(`[${kind}] baseline: p50 ${baseline.p50Ms} ms, p99 ${baseline.p99Ms} ms (${baseline.requests} requests)`);
 
-    // During the sweep.
+    // During the sweep, A/B: the sweep runs in periods of SWEEP_PHASE_MS alternating with equally long
+    // periods without it, under the same load. Latency of requests scheduled in sweep periods is compared
+    // with that of the interleaved quiet periods, so both see the same background noise of the machine.
     load = startLoad({ url, cookie, rate: options.rate });
     await sleep(2000);
-    const delay = monitorEventLoopDelay({ resolution: 5 });
-    delay.enable();
-    const sweepFrom = wallNow();
-    const [deleted, sweepMs] = await timeMs(() => ctx.sessions.sweep());
-    const sweepTo = wallNow();
-    delay.disable();
-    await sleep(500);
-    const duringSweep = summarize(await load.stop(), sweepFrom, sweepTo);
+    // One event-loop histogram per sweep period (a histogram re-enabled after a pause counts the pause).
+    const delays: { p99: number; max: number }[] = [];
+    const on: [number, number][] = [];
+    const off: [number, number][] = [];
+    let deleted = 0;
+    let sweepMs = 0;
+    while (!backlogDone) {
+      const phaseEnd = performance.now() + SWEEP_PHASE_MS;
+      const from = wallNow();
+      const delay = monitorEventLoopDelay({ resolution: 5 });
+      delay.enable();
+      while (!backlogDone && performance.now() < phaseEnd) {
+        const started = performance.now();
+        deleted += await ctx.sessions.sweep(SWEEP_CALL_BATCHES);
+        sweepMs += performance.now() - started;
+      }
+      delay.disable();
+      delays.push({ p99: delay.percentile(99) / 1e6, max: delay.max / 1e6 });
+      on.push([from, wallNow()]);
+      const quietFrom = wallNow();
+      await sleep(SWEEP_PHASE_MS);
+      off.push([quietFrom, wallNow()]);
+    }
+    const report = await load.stop();
+    const duringSweep = summarizeWindows(report, on);
+    const quiet = summarizeWindows(report, off);
     const loadSweep = round(loadavg()[0]!, 2);
-    log(`[${kind}] swept ${deleted} in ${round(sweepMs / 1000, 2)} s; during: p50 ${duringSweep.p50Ms} ms, p99 ${duringSweep.p99Ms} ms (${duringSweep.requests} requests)`);
+    log(`[${kind}] swept ${deleted} in ${round(sweepMs / 1000, 2)} s of sweeping; p99 ${duringSweep.p99Ms} ms in sweep periods vs ${quiet.p99Ms} ms in the quiet periods between (p50 ${duringSweep.p50Ms} vs ${quiet.p50Ms})`);
 
     const [, countAfter] = await timeMs(() => ctx.store.countActive(Date.now()));
     const sortedBatches = [...batchMs].sort((x, y) => x - y);
@@ -471,9 +512,11 @@ async function benchmarkStore(kind: SweepStoreKind, options: ResolvedOptions, lo
         maxMs: round(sortedBatches.at(-1) ?? Number.NaN, 2),
       },
       baseline,
+      quietBetweenSweeps: quiet,
       duringSweep,
-      p99Ratio: round(duringSweep.p99Ms / baseline.p99Ms, 2),
-      eventLoopDelayMs: { p99: round(delay.percentile(99) / 1e6, 1), max: round(delay.max / 1e6, 1) },
+      p99Ratio: round(duringSweep.p99Ms / quiet.p99Ms, 2),
+      p99RatioToBaseline: round(duringSweep.p99Ms / baseline.p99Ms, 2),
+      eventLoopDelayMs: { p99: round(Math.max(...delays.map((d) => d.p99)), 1), max: round(Math.max(...delays.map((d) => d.max)), 1) },
       loadAverage: { baseline: loadBaseline, duringSweep: loadSweep },
     };
   } finally {
@@ -509,12 +552,12 @@ export async function runSweepBenchmark(opts: SweepBenchmarkOptions = {}): Promi
 
 /** The results as a Markdown table. */
 export function sweepTable(result: SweepBenchmarkResult): string {
-  const header = '| store | sessions (expired) | sweep s | rows/s | batch p99 / max ms | p99 without → during sweep ms | p99 ratio | loop delay max ms | countActive full → after ms | load avg |';
+  const header = '| store | sessions (expired) | sweep s | rows/s | batch p50 / p99 / max ms | p50 quiet → sweep ms | p99 quiet → sweep ms | p99 ratio | p99 baseline ms | loop delay p99 / max ms | countActive full → after ms | load avg |';
   const rows = result.results.map(
     (r) =>
-      `| ${r.store} | ${r.sessions} (${r.expired}) | ${r.sweepSec} | ${r.rowsPerSec} | ${r.batches.p99Ms} / ${r.batches.maxMs} | ${r.baseline.p99Ms} → ${r.duringSweep.p99Ms} | ${r.p99Ratio}× | ${r.eventLoopDelayMs.max} | ${r.countActiveMs.full} → ${r.countActiveMs.afterSweep} | ${r.loadAverage.baseline} / ${r.loadAverage.duringSweep} |`,
+      `| ${r.store} | ${r.sessions} (${r.expired}) | ${r.sweepSec} | ${r.rowsPerSec} | ${r.batches.p50Ms} / ${r.batches.p99Ms} / ${r.batches.maxMs} | ${r.quietBetweenSweeps.p50Ms} → ${r.duringSweep.p50Ms} | ${r.quietBetweenSweeps.p99Ms} → ${r.duringSweep.p99Ms} | ${r.p99Ratio}× | ${r.baseline.p99Ms} | ${r.eventLoopDelayMs.p99} / ${r.eventLoopDelayMs.max} | ${r.countActiveMs.full} → ${r.countActiveMs.afterSweep} | ${r.loadAverage.baseline} / ${r.loadAverage.duringSweep} |`,
   );
-  return [header, `|${'---|'.repeat(10)}`, ...rows].join('\n');
+  return [header, `|${'---|'.repeat(12)}`, ...rows].join('\n');
 }
 
 if (isMainThread && import.meta.main) {

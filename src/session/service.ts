@@ -55,10 +55,10 @@ interface Cached {
 const SESSION_ID_BYTES = 32;
 /**
  * How long one sweep batch should take, per backend. SQLite's runs on the event loop (measured ~7.5 µs
- * per deleted session at 1M rows, so ~650 per batch); PostgreSQL's and Redis' run in the server and only
+ * per deleted session at 1M rows, so ~400 per batch); PostgreSQL's and Redis' run in the server and only
  * hold locks or the Redis thread that long. See docs/fleet.md for the measurements.
  */
-const SWEEP_BATCH_TARGET_MS: Record<SessionStore['kind'], number> = { sqlite: 5, postgresql: 25, redis: 10 };
+const SWEEP_BATCH_TARGET_MS: Record<SessionStore['kind'], number> = { sqlite: 3, postgresql: 10, redis: 20 };
 const SWEEP_FIRST_BATCH = 100;
 const SWEEP_MIN_BATCH = 10;
 /** Pause after a batch, as a multiple of its duration: 2 leaves the sweeper a third of the time. */
