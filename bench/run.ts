@@ -122,6 +122,8 @@ interface Child<T> {
   process: ChildProcess;
   ready: T;
   rss(): Promise<number>;
+  /** CPU time (user + system) the child has used, µs. */
+  cpu(): Promise<number>;
   stop(): Promise<void>;
 }
 
@@ -138,19 +140,21 @@ async function startChild<T extends { type: 'ready' }>(script: string, args: str
       }
     });
   });
+  const ask = (type: 'rss' | 'cpu', field: 'rss' | 'micros') =>
+    new Promise<number>((resolve) => {
+      const onMessage = (message: { type?: string; rss?: number; micros?: number }) => {
+        if (message.type !== type) return;
+        child.off('message', onMessage);
+        resolve(message[field] ?? 0);
+      };
+      child.on('message', onMessage);
+      child.send(type);
+    });
   return {
     process: child,
     ready,
-    rss: () =>
-      new Promise<number>((resolve) => {
-        const onMessage = (message: { type?: string; rss?: number }) => {
-          if (message.type !== 'rss') return;
-          child.off('message', onMessage);
-          resolve(message.rss ?? 0);
-        };
-        child.on('message', onMessage);
-        child.send('rss');
-      }),
+    rss: () => ask('rss', 'rss'),
+    cpu: () => ask('cpu', 'micros'),
     stop: () =>
       new Promise<void>((resolve) => {
         if (child.exitCode !== null) return resolve();
@@ -176,6 +180,8 @@ export interface LoadResult {
   p50Ms: number;
   p99Ms: number;
   p999Ms: number;
+  /** CPU time the subject process spent per request, µs (robust to other load on the machine). */
+  cpuUsPerRequest?: number;
 }
 
 const round = (n: number, digits = 2): number => Math.round(n * 10 ** digits) / 10 ** digits;
@@ -217,6 +223,13 @@ export interface ProxyCaseResult extends LoadResult {
   case: CaseName;
   /** Median over rounds of (this case's rps / the bare proxy's rps in the same round). */
   ratioToBare: number | null;
+  /** This case's median rps / the bare proxy's median rps (less sensitive to one noisy pairing). */
+  ratioOfMedians: number | null;
+  /**
+   * Bare proxy CPU µs per request / this case's: the throughput ratio the two would reach on a core of
+   * their own, measured without the noise of whatever else runs on the machine.
+   */
+  cpuRatioToBare: number | null;
   /** Median over rounds of (this case's p99 − the bare proxy's p99 in the same round), ms. */
   addedP99Ms: number | null;
   rssMb: number | null;
@@ -254,13 +267,17 @@ async function proxyBenchmark(
   for (let r = 0; r < options.rounds; r += 1) {
     for (const c of cases) {
       await load(c.url, c.headers, options.connections, options.warmupSec, false);
+      const cpuBefore = c.child ? await c.child.cpu() : 0;
       const result = await load(c.url, c.headers, options.connections, options.durationSec, true);
+      if (c.child) result.cpuUsPerRequest = round(((await c.child.cpu()) - cpuBefore) / Math.max(1, result.requests), 1);
       if (c.child) rss.set(c.name, Math.max(rss.get(c.name) ?? 0, await c.child.rss()));
       perRound.get(c.name)!.push(result);
-      log(`[proxy] round ${r + 1}/${options.rounds} ${c.name}: ${result.rps} req/s, p50 ${result.p50Ms} ms, p99 ${result.p99Ms} ms, non-2xx ${result.non2xx}, errors ${result.errors}`);
+      log(`[proxy] round ${r + 1}/${options.rounds} ${c.name}: ${result.rps} req/s, ${result.cpuUsPerRequest ?? '–'} CPU µs/req, p50 ${result.p50Ms} ms, p99 ${result.p99Ms} ms, non-2xx ${result.non2xx}, errors ${result.errors}`);
     }
   }
   const bare = perRound.get('bare') ?? [];
+  const bareMedian = median(bare.map((x) => x.rps));
+  const bareCpu = median(bare.map((x) => x.cpuUsPerRequest ?? Number.NaN));
   return cases.map((c) => {
     const rounds = perRound.get(c.name)!;
     const ratios = bare.length > 0 ? rounds.map((res, i) => res.rps / bare[i]!.rps) : [];
@@ -275,6 +292,9 @@ async function proxyBenchmark(
       p99Ms: round(median(rounds.map((x) => x.p99Ms))),
       p999Ms: round(median(rounds.map((x) => x.p999Ms))),
       ratioToBare: ratios.length > 0 ? round(median(ratios), 3) : null,
+      ratioOfMedians: bare.length > 0 ? round(median(rounds.map((x) => x.rps)) / bareMedian, 3) : null,
+      cpuUsPerRequest: c.child ? round(median(rounds.map((x) => x.cpuUsPerRequest ?? Number.NaN)), 1) : undefined,
+      cpuRatioToBare: c.child && bareCpu > 0 ? round(bareCpu / median(rounds.map((x) => x.cpuUsPerRequest ?? Number.NaN)), 3) : null,
       addedP99Ms: added.length > 0 ? round(median(added)) : null,
       rssMb: rss.has(c.name) ? round(rss.get(c.name)! / 2 ** 20, 0) : null,
       rounds,
@@ -291,12 +311,14 @@ export interface LoginResult {
   perSec: number;
   p50Ms: number;
   p99Ms: number;
+  firstFailure?: string;
 }
 
 /** Complete logins (auth redirect, IdP login form and consent, callback) per second, `concurrency` at a time. */
 async function loginBenchmark(options: Options, store: StoreKind, base: string): Promise<LoginResult> {
   const histogram = createHistogram();
   let failures = 0;
+  let firstFailure: string | undefined;
   const until = performance.now() + options.loginDurationSec * 1000;
   // Warm-up: one login (discovery, JIT).
   await login(base);
@@ -308,8 +330,9 @@ async function loginBenchmark(options: Options, store: StoreKind, base: string):
         try {
           await login(base);
           histogram.record(Math.max(1, Math.round((performance.now() - t0) * 1000)));
-        } catch {
+        } catch (err) {
           failures += 1;
+          firstFailure ??= (err as Error).message;
         }
       }
     }),
@@ -324,6 +347,7 @@ async function loginBenchmark(options: Options, store: StoreKind, base: string):
     perSec: round(histogram.count / elapsed, 1),
     p50Ms: round(histogram.percentile(50) / 1000, 1),
     p99Ms: round(histogram.percentile(99) / 1000, 1),
+    ...(firstFailure ? { firstFailure } : {}),
   };
 }
 
@@ -339,16 +363,17 @@ interface BenchResult {
   login?: LoginResult;
   sessions?: SessionsResult;
   sweep?: SweepBenchmarkResult;
+  elapsedSec?: number;
 }
 
 function proxyTable(rows: ProxyCaseResult[], connections: number): string {
   const lines = [
-    `| case (${connections} connections) | req/s | ratio to bare | p50 ms | p99 ms | p99.9 ms | added p99 ms | RSS MB | non-2xx / errors |`,
-    '|---|---:|---:|---:|---:|---:|---:|---:|---:|',
+    `| case (${connections} connections) | req/s | ratio to bare (per round / of medians) | CPU µs/req | CPU ratio to bare | p50 ms | p99 ms | p99.9 ms | added p99 ms | RSS MB | non-2xx / errors |`,
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
   ];
   for (const r of rows) {
     lines.push(
-      `| ${r.case} | ${r.rps} | ${r.ratioToBare === null ? '–' : `${Math.round(r.ratioToBare * 1000) / 10}%`} | ${r.p50Ms} | ${r.p99Ms} | ${r.p999Ms} | ${r.addedP99Ms ?? '–'} | ${r.rssMb ?? '–'} | ${r.non2xx} / ${r.errors} |`,
+      `| ${r.case} | ${r.rps} | ${r.ratioToBare === null ? '–' : `${Math.round(r.ratioToBare * 1000) / 10}% / ${Math.round((r.ratioOfMedians ?? Number.NaN) * 1000) / 10}%`} | ${r.cpuUsPerRequest ?? '–'} | ${r.cpuRatioToBare === null ? '–' : `${Math.round(r.cpuRatioToBare * 1000) / 10}%`} | ${r.p50Ms} | ${r.p99Ms} | ${r.p999Ms} | ${r.addedP99Ms ?? '–'} | ${r.rssMb ?? '–'} | ${r.non2xx} / ${r.errors} |`,
     );
   }
   return lines.join('\n');
@@ -365,7 +390,7 @@ function loginTable(r: LoginResult): string {
 export function renderReport(result: BenchResult): string {
   const parts = [
     `Machine: ${result.machine.cpus} cores (${result.machine.cpuModel}), ${result.machine.memoryGb} GB, Node ${result.machine.node}, ${result.machine.platform}; ${result.startedAt}.`,
-    `Options: ${result.options.rounds} rounds × ${result.options.durationSec} s (+${result.options.warmupSec} s warm-up) per case, ${result.options.connections} connections, log level ${result.options.logLevel}.`,
+    `Options: ${result.options.rounds} rounds × ${result.options.durationSec} s (+${result.options.warmupSec} s warm-up) per case, ${result.options.connections} connections, log level ${result.options.logLevel}; whole run ${result.elapsedSec ?? '?'} s.`,
   ];
   if (result.proxy) parts.push(proxyTable(result.proxy, result.options.connections));
   if (result.login) parts.push(loginTable(result.login));
@@ -379,6 +404,7 @@ export function renderReport(result: BenchResult): string {
 // ---------------------------------------------------------------------------------------------------
 
 async function main(): Promise<void> {
+  const started = performance.now();
   const options = parseOptions(process.argv.slice(2), process.env);
   const log = (line: string) => process.stderr.write(`${line}\n`);
   const { postgresUrl, redisUrl, ...shown } = options;
@@ -430,6 +456,7 @@ async function main(): Promise<void> {
     });
   }
 
+  result.elapsedSec = Math.round((performance.now() - started) / 1000);
   const report = renderReport(result);
   mkdirSync(dirname(options.json), { recursive: true });
   writeFileSync(options.json, `${JSON.stringify(result, null, 2)}\n`);

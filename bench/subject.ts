@@ -8,7 +8,8 @@
  * the parent's choice of stdout, /dev/null by default), one target `api` → `<upstream>/echo`, on the given
  * store in a namespace of its own (temporary SQLite file, PostgreSQL schema, Redis key prefix) that is
  * removed when the parent disconnects. Both serve the same path, `/token-handler/v1/targets/api/*`.
- * Reports `{ type: 'ready', port }` over IPC; answers `'rss'` with its resident set size.
+ * Reports `{ type: 'ready', port }` over IPC; answers `'rss'` with its resident set size and `'cpu'` with
+ * the CPU time (user + system, µs) it has used.
  */
 import replyFrom from '@fastify/reply-from';
 import Fastify, { type FastifyInstance } from 'fastify';
@@ -67,6 +68,8 @@ async function startTokenHandler(spec: Extract<SubjectSpec, { mode: 'token-handl
     '--oidc_allow_insecure_issuer',
     `--config=${configFile}`,
     `--log_level=${spec.logLevel}`,
+    // The login benchmark logs in from one address as fast as it can: the per-IP login limit would refuse it.
+    '--login_rate_limit=0',
     ...storeArgs[spec.store],
   ];
   const { config } = loadConfig({ argv, env: {}, cwd: dir });
@@ -99,6 +102,10 @@ const ready: SubjectReady = { type: 'ready', port: typeof address === 'object' &
 process.send?.(ready);
 process.on('message', (message: unknown) => {
   if (message === 'rss') process.send?.({ type: 'rss', rss: process.memoryUsage().rss });
+  if (message === 'cpu') {
+    const { user, system } = process.cpuUsage();
+    process.send?.({ type: 'cpu', micros: user + system });
+  }
 });
 process.once('disconnect', () => {
   void app
