@@ -124,9 +124,12 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
 
   await app.register(cookie);
   // Before any route: a Host that is not a plain host[:port], or two of them, would become our origin.
-  app.addHook('onRequest', async (request, reply) => {
+  // Callback style (as the hooks below): an async hook costs a promise and a microtask turn per request.
+  // Answering from a callback hook means not calling done().
+  app.addHook('onRequest', (request, reply, done) => {
     const host = checkHost(request.raw.rawHeaders, request.host);
-    if (!host.ok) return sendProblem(reply.header('connection', 'close'), 400, 'invalid_host', host.reason);
+    if (host.ok) done();
+    else void sendProblem(reply.header('connection', 'close'), 400, 'invalid_host', host.reason);
   });
   registerLoginRateLimit(app, config);
   // Callback-style hooks: on every request, an async hook costs a promise and a microtask turn more.

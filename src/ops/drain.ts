@@ -12,7 +12,9 @@ export function closeConnectionsWhenDraining(app: FastifyInstance): void {
   app.addHook('preClose', async () => {
     draining = true;
   });
-  app.addHook('onSend', async (_request, reply) => {
+  // Callback style: it runs on every response, where an async hook would cost a promise each time.
+  app.addHook('onSend', (_request, reply, payload, done) => {
     if (draining && !reply.raw.headersSent) reply.header('connection', 'close');
+    done(null, payload);
   });
 }

@@ -112,15 +112,15 @@ export function registerLoginRateLimit(app: FastifyInstance, config: Pick<Config
   if (limit <= 0) return undefined;
   const limiter = new FixedWindowRateLimiter({ limit, windowMs: 60_000 });
   const kinds = loginRouteKinds(config);
-  app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
+  // Callback style: it runs on every request (proxied ones too), where an async hook costs a promise.
+  app.addHook('onRequest', (request: FastifyRequest, reply: FastifyReply, done: () => void) => {
     const url = request.routeOptions.url;
-    if (url === undefined) return;
-    const kind = kinds.get(url);
-    if (kind === undefined) return;
+    const kind = url === undefined ? undefined : kinds.get(url);
+    if (kind === undefined) return done();
     const decision = limiter.take(`${kind} ${clientKey(request.ip)}`);
-    if (decision.ok) return;
+    if (decision.ok) return done();
     request.log.warn({ kind, ip: request.ip }, 'login rate limit exceeded');
-    return sendProblem(
+    void sendProblem(
       reply.header('retry-after', String(decision.retryAfterSec)),
       429,
       'rate_limited',
