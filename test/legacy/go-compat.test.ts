@@ -143,3 +143,24 @@ describe('drop-in for go-token-handler: its env file, proxy file, flags and rout
     expect(proc.output()).not.toContain('token-handler-secret');
   });
 });
+
+describe('the go-token-handler routes can be switched off', () => {
+  it('answers 404 for /login, /callback, /logout and /userinfo with --legacy_routes=false, while the v1 API stays', async () => {
+    const { buildApp } = await import('../../src/app.ts');
+    const { testClient, testConfig } = await import('../support/config.ts');
+    const client = testClient({ issuer: 'http://127.0.0.1:9/never-contacted' });
+    for (const legacyRoutes of [true, false]) {
+      const { app } = await buildApp(testConfig({ clients: [client], legacyRoutes }), { sweeper: false });
+      try {
+        for (const path of ['/login', '/callback', '/logout', '/userinfo']) {
+          const res = await app.inject({ method: 'GET', url: path });
+          if (legacyRoutes) expect(res.statusCode, path).not.toBe(404);
+          else expect(res.statusCode, path).toBe(404);
+        }
+        expect((await app.inject({ method: 'GET', url: '/token-handler/v1/sessions' })).statusCode).toBe(200);
+      } finally {
+        await app.close();
+      }
+    }
+  });
+});
