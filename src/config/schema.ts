@@ -22,29 +22,8 @@ const stringList = z.union([z.string(), z.array(z.string())], { error: 'must be 
 const duration = z.union([z.string(), z.number().nonnegative()], { error: 'must be a duration like 90s or a number of seconds' });
 const scalar = z.union([z.string(), z.number(), z.boolean()], { error: 'must be a string, number or boolean' });
 
-/**
- * What one tenant of a multi-tenant client may set: its IdP and credentials and its URLs. Everything
- * else (allowed origins, disableVerifyHost, the admin policy) is the client's.
- */
-export const tenantEntrySchema = strict({
-  issuer: z.string().optional(),
-  clientId: z.string().optional(),
-  clientSecret: z.string().optional(),
-  clientSecretEnv: z.string().optional(),
-  clientSecretFile: z.string().optional(),
-  registered: z.boolean().optional(),
-  scopes: stringList.optional(),
-  authCallbackUrl: z.string().optional(),
-  redirectUrl: z.string().optional(),
-  postLoginRedirectUrl: z.string().optional(),
-  postLogoutRedirectUrl: z.string().optional(),
-  failureRedirectUrl: z.string().optional(),
-  extraAuthParams: z.record(z.string(), scalar).optional(),
-});
-export type TenantEntry = z.infer<typeof tenantEntrySchema>;
-
-export const clientEntrySchema = strict({
-  id: z.string(),
+/** The fields a client and each tenant of a multi-tenant client share: the IdP, credentials and URLs. */
+const relyingPartyFields = {
   issuer: z.string().optional(),
   clientId: z.string().optional(),
   clientSecret: z.string().optional(),
@@ -61,8 +40,20 @@ export const clientEntrySchema = strict({
   postLoginRedirectUrl: z.string().optional(),
   postLogoutRedirectUrl: z.string().optional(),
   failureRedirectUrl: z.string().optional(),
-  allowedOrigins: stringList.optional(),
   extraAuthParams: z.record(z.string(), scalar).optional(),
+};
+
+/**
+ * What one tenant of a multi-tenant client may set: its IdP and credentials and its URLs. Everything
+ * else (allowed origins, disableVerifyHost, the admin policy) is the client's.
+ */
+export const tenantEntrySchema = strict(relyingPartyFields);
+export type TenantEntry = z.infer<typeof tenantEntrySchema>;
+
+export const clientEntrySchema = strict({
+  id: z.string(),
+  ...relyingPartyFields,
+  allowedOrigins: stringList.optional(),
   tenant: z.string().optional(),
   disableVerifyHost: z.boolean().optional(),
   /** One client id serving several tenants, each with its own issuer and credentials (see docs/clients-and-tenants.md). */

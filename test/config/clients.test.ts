@@ -115,7 +115,7 @@ clients:
     clientSecret: s
 `);
     expect(problemsOf(['--config', 'th.yaml'], { cwd: dir })).toEqual([
-      'config file clients[1]: unknown key "colour"; allowed: id, issuer, clientId, clientSecret, clientSecretEnv, clientSecretFile, registered, scopes, authCallbackUrl, redirectUrl, postLoginRedirectUrl, postLogoutRedirectUrl, failureRedirectUrl, allowedOrigins, extraAuthParams, tenant, disableVerifyHost, tenants, adminRole, adminRoleClaim, adminTokenAudience',
+      'config file clients[1]: unknown key "colour"; allowed: id, issuer, clientId, clientSecret, clientSecretEnv, clientSecretFile, registered, scopes, authCallbackUrl, redirectUrl, postLoginRedirectUrl, postLogoutRedirectUrl, failureRedirectUrl, extraAuthParams, allowedOrigins, tenant, disableVerifyHost, tenants, adminRole, adminRoleClaim, adminTokenAudience',
       'config file clients[2].issuer "ftp://idp.example.com": must be an http(s) URL',
       'config file clients[2].clientSecretEnv: environment variable "MISSING_SECRET_VAR" is not set',
       'config file clients[2].postLoginRedirectUrl "//evil.example.com": must be a path like /app or an absolute http(s) URL',
