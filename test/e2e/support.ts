@@ -3,16 +3,15 @@
  * git-ignored artifacts/e2e/, a self-signed certificate, an "attacker" site on another origin, and the
  * LeakGuard that looks for tokens and the session cookie wherever page JavaScript could reach them.
  */
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type BrowserContext, type Page, type Response } from 'playwright-core';
 import { expect } from 'vitest';
 import type { Demo } from '../../src/demo/demo.ts';
+import { hasOpenssl } from '../support/tls.ts';
 
 export const CHROMIUM = '/usr/bin/chromium';
 export const hasChromium = existsSync(CHROMIUM);
@@ -21,20 +20,9 @@ if (!hasChromium) {
   console.warn(`[e2e] SKIPPING the browser suite: ${CHROMIUM} is missing (apt-get install chromium). On CI this is a failure.`);
 }
 
-function opensslWorks(): boolean {
-  try {
-    execFileSync('openssl', ['version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-/** openssl makes the self-signed certificate of the HTTPS cases (as in test/ops/tls.test.ts). */
-export const hasOpenssl = opensslWorks();
-if (!hasOpenssl) {
-  if (process.env.CI === 'true') throw new Error('openssl is missing: the HTTPS cases of the browser suite need it on CI');
-  console.warn('[e2e] SKIPPING the HTTPS cases of the browser suite: openssl is missing.');
-}
+export { selfSigned } from '../support/tls.ts';
+export { hasOpenssl };
+if (!hasOpenssl) console.warn('[e2e] SKIPPING the HTTPS cases of the browser suite: openssl is missing.');
 
 export const API = '/token-handler/v1';
 export const ARTIFACTS = fileURLToPath(new URL('../../artifacts/e2e/', import.meta.url));
@@ -54,19 +42,6 @@ export async function snap(page: Page, prefix: string, name: string): Promise<vo
   await page.screenshot({ path: join(ARTIFACTS, `${prefix}-${name}.png`), fullPage: true });
 }
 
-/** A self-signed P-256 certificate for localhost and 127.0.0.1, valid one day (as test/ops/tls.test.ts). */
-export function selfSigned(): { certFile: string; keyFile: string } {
-  const dir = mkdtempSync(join(tmpdir(), 'th-e2e-tls-'));
-  const certFile = join(dir, 'cert.pem');
-  const keyFile = join(dir, 'key.pem');
-  execFileSync(
-    'openssl',
-    ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1', '-subj', '/CN=localhost',
-      '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost', '-keyout', keyFile, '-out', certFile],
-    { stdio: 'ignore' },
-  );
-  return { certFile, keyFile };
-}
 
 // ---------------------------------------------------------------------------------------------------
 // The demo SPA, driven like a user.

@@ -2,42 +2,18 @@
  * HTTPS served directly (--tls_cert/--tls_key) with a self-signed certificate made here by openssl, and
  * --trust_proxy deciding whether X-Forwarded-Proto/-Host are believed.
  */
-import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { Agent, getGlobalDispatcher, setGlobalDispatcher, type Dispatcher } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DevIdp } from '../../src/demo/idp.ts';
 import { startDevIdp } from '../../src/demo/idp.ts';
-import { tempDir, testClient, testConfig } from '../support/config.ts';
+import { testClient, testConfig } from '../support/config.ts';
 import { createBrowser } from '../support/http.ts';
 import { loginAtDevIdp } from '../support/login.ts';
 import { API, CALLBACK_URI, startTokenHandler, type Running } from './support.ts';
+import { hasOpenssl, selfSigned } from '../support/tls.ts';
 
-function hasOpenssl(): boolean {
-  try {
-    execFileSync('openssl', ['version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-const openssl = hasOpenssl();
-if (!openssl && process.env.CI) throw new Error('openssl is needed for the TLS tests and is missing on this CI machine');
-
-/** A self-signed P-256 certificate for 127.0.0.1 and localhost, valid one day. */
-function selfSigned(): { certFile: string; keyFile: string } {
-  const dir = tempDir('th-tls-');
-  const certFile = join(dir, 'cert.pem');
-  const keyFile = join(dir, 'key.pem');
-  execFileSync(
-    'openssl',
-    ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1', '-subj', '/CN=localhost',
-      '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost', '-keyout', keyFile, '-out', certFile],
-    { stdio: 'ignore' },
-  );
-  return { certFile, keyFile };
-}
+const openssl = hasOpenssl;
 
 describe.skipIf(!openssl)('HTTPS with --tls_cert/--tls_key', () => {
   let idp: DevIdp;
