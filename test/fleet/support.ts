@@ -17,8 +17,8 @@ import { loginAtDevIdp } from '../support/login.ts';
 export const API = '/token-handler/v1';
 const MAIN = fileURLToPath(new URL('../../src/main.ts', import.meta.url));
 
-export const PG_URL = process.env.TH_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
-export const REDIS_URL = process.env.TH_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
+export { PG_URL, REDIS_URL, probePostgres, probeRedis } from '../support/services.ts';
+import { PG_URL, REDIS_URL } from '../support/services.ts';
 
 /** Secrets shared by every instance of a fleet: a cookie sealed by one must open on the others. */
 const SHARED_SECRETS = {
@@ -31,34 +31,7 @@ const SHARED_SECRETS = {
  * Why the backend cannot be used, or undefined when it can. In CI a missing backend is a failure
  * (the caller throws); elsewhere the suite is skipped with this message.
  */
-export async function probePostgres(): Promise<string | undefined> {
-  const client = new pg.Client({ connectionString: PG_URL, connectionTimeoutMillis: 2000 });
-  try {
-    await client.connect();
-    await client.query('select 1');
-    return undefined;
-  } catch (err) {
-    return `cannot connect to ${PG_URL} (${err instanceof Error ? err.message || err.name : String(err)}); set TH_TEST_POSTGRES_URL`;
-  } finally {
-    await client.end().catch(() => {});
-  }
-}
 
-export async function probeRedis(): Promise<string | undefined> {
-  const client = new Redis(REDIS_URL, { lazyConnect: true, connectTimeout: 2000, maxRetriesPerRequest: 0, retryStrategy: () => null });
-  let cause: unknown;
-  client.on('error', (err) => (cause ??= err));
-  try {
-    await client.connect();
-    await client.ping();
-    return undefined;
-  } catch (err) {
-    const reason = cause ?? err;
-    return `cannot connect to ${REDIS_URL} (${reason instanceof Error ? reason.message : String(reason)}); set TH_TEST_REDIS_URL`;
-  } finally {
-    client.disconnect();
-  }
-}
 
 /** Throws in CI (a missing backend must fail there), else logs why the suite is skipped. */
 export function requireInCi(name: string, unavailable: string | undefined): void {

@@ -10,22 +10,10 @@ import type { SessionStore } from '../../src/store/types.ts';
 import { testClient, testConfig } from '../support/config.ts';
 import { createBrowser } from '../support/http.ts';
 import { loginAtDevIdp } from '../support/login.ts';
+import { PG_URL, probePostgres, requireService } from '../support/services.ts';
 
-const PG_URL = process.env.TH_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 const API = '/token-handler/v1';
 
-async function pgAvailable(): Promise<boolean> {
-  const client = new pg.Client({ connectionString: PG_URL, connectionTimeoutMillis: 2000 });
-  try {
-    await client.connect();
-    return true;
-  } catch {
-    if (process.env.CI === 'true') throw new Error(`PostgreSQL is required in CI (${PG_URL})`);
-    return false;
-  } finally {
-    await client.end().catch(() => undefined);
-  }
-}
 
 async function start(th: TokenHandlerApp): Promise<string> {
   await th.app.listen({ host: '127.0.0.1', port: 0 });
@@ -113,7 +101,7 @@ describe('token refresh', () => {
 });
 
 describe('token refresh across two instances on one PostgreSQL store', async () => {
-  const available = await pgAvailable();
+  const available = requireService('postgresql', await probePostgres());
   const schema = `th_refresh_${randomBytes(5).toString('hex')}`;
   let idp: DevIdp;
   let a: TokenHandlerApp;

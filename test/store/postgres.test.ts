@@ -6,21 +6,9 @@ import { StoreUnavailableError } from '../../src/store/types.ts';
 import { eventually, makeRecord, randomId, runStoreContract } from './contract.ts';
 import { closedPort, startTcpProxy } from './net.ts';
 
-const url = process.env.TH_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+import { PG_URL as url, probePostgres as probe } from '../support/services.ts';
 const quiet = () => {};
 
-async function probe(): Promise<string | undefined> {
-  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 2000 });
-  try {
-    await client.connect();
-    await client.query('select 1');
-    return undefined;
-  } catch (err) {
-    return `cannot connect to ${url} (${err instanceof Error ? err.message || err.name : String(err)}); set TH_TEST_POSTGRES_URL`;
-  } finally {
-    await client.end().catch(() => {});
-  }
-}
 
 const unavailable = await probe();
 const admin = unavailable === undefined ? new pg.Pool({ connectionString: url, max: 2 }) : undefined;

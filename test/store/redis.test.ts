@@ -6,27 +6,11 @@ import { StoreUnavailableError } from '../../src/store/types.ts';
 import { eventually, makeRecord, randomId, runStoreContract } from './contract.ts';
 import { closedPort, startTcpProxy } from './net.ts';
 
-const url = process.env.TH_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
+import { REDIS_URL as url, probeRedis as probe } from '../support/services.ts';
 const quiet = () => {};
 /** Every key of this run lives under this prefix; each namespace adds its own part. */
 const runPrefix = `th-test:${randomBytes(6).toString('hex')}:`;
 
-async function probe(): Promise<string | undefined> {
-  const client = new Redis(url, { lazyConnect: true, connectTimeout: 2000, maxRetriesPerRequest: 0, retryStrategy: () => null });
-  // connect() rejects with a generic "Connection is closed."; the socket error says why.
-  let cause: unknown;
-  client.on('error', (err) => (cause ??= err));
-  try {
-    await client.connect();
-    await client.ping();
-    return undefined;
-  } catch (err) {
-    const reason = cause ?? err;
-    return `cannot connect to ${url} (${reason instanceof Error ? reason.message : String(reason)}); set TH_TEST_REDIS_URL`;
-  } finally {
-    client.disconnect();
-  }
-}
 
 const unavailable = await probe();
 const admin = unavailable === undefined ? new Redis(url) : undefined;
