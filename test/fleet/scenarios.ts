@@ -206,8 +206,9 @@ export function fleetSuite(backend: FleetBackend): void {
         await sleep(200);
         await proxy.cut();
 
-        await within(5000, async () => (await statusOf(`${c.base}${API}/targets/api/echo`, cookie)) === 503, 'the proxy route does not answer 503');
         for (const path of [`${API}/targets/api/echo`, `${API}/sessions`]) {
+          // A session cached before the cut keeps resolving for at most the cache TTL (1 s here).
+          await within(5000, async () => (await statusOf(`${c.base}${path}`, cookie)) === 503, `${path} does not answer 503`);
           const res = await withCookie(`${c.base}${path}`, cookie);
           expect(res.status, path).toBe(503);
           expect(res.headers.get('content-type'), path).toMatch(/^application\/problem\+json/);
@@ -231,7 +232,11 @@ export function fleetSuite(backend: FleetBackend): void {
         expect(await sessionCount(c.base, cookie)).toBe(1);
         // The session is the same one everywhere, not a re-created one.
         expect(await sessionCount(a.base, cookie)).toBe(1);
-        expect([...statuses.keys()].sort()).toEqual([200, 503]);
+        // The background traffic saw nothing but 200 and 503: no 500, no reset. (Whether one of its requests
+        // fell inside the outage window is timing: a request that waits on the connection timeout across
+        // the restore succeeds. The 503s of the outage are asserted directly above.)
+        expect([...statuses.keys()].filter((status) => status !== 200 && status !== 503)).toEqual([]);
+        expect(statuses.get(200)).toBeGreaterThan(0);
         expect(recovered).toBeLessThan(15_000);
         expect(c.output()).not.toMatch(/"level":(50|60).*"msg":"unhandled error"/);
       } finally {
