@@ -27,13 +27,22 @@ async function login(base: string): Promise<string> {
   return browser.cookie('session', base)!.value;
 }
 
-/** Makes the stored access token look expired, as time passing would, and tells every instance. */
-async function expireAccessToken(th: TokenHandlerApp, cookie: string): Promise<void> {
+/**
+ * Makes the stored access token look expired, as time passing would, and tells every instance; returns once
+ * each of `others` (other instances on the same store) has dropped its cached copy.
+ */
+async function expireAccessToken(th: TokenHandlerApp, cookie: string, others: TokenHandlerApp[] = []): Promise<void> {
   const session = await th.ctx.sessions.resolve(cookie, { clientId: 'default', tenant: null });
   const record = (await th.ctx.store.get(session!.idHash))!;
   await th.ctx.store.updatePayload(record.idHash, record.version, { payload: record.payload, accessExpiresAt: Date.now() - 1000 });
   await th.ctx.store.publishInvalidation([record.idHash]);
-  await new Promise((r) => setTimeout(r, 50));
+  for (const instance of [th, ...others]) {
+    for (let i = 0; i < 100; i += 1) {
+      const seen = await instance.ctx.sessions.resolve(cookie, { clientId: 'default', tenant: null });
+      if (seen && seen.record.accessExpiresAt !== null && seen.record.accessExpiresAt < Date.now()) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
 }
 
 async function tokenVia(th: TokenHandlerApp, cookie: string): Promise<string> {
@@ -134,7 +143,7 @@ describe('token refresh across two instances on one PostgreSQL store', async () 
     // The session made on A works on B.
     const onB = await tokenVia(b, cookie);
     expect(onB).toMatch(/^eyJ/);
-    await expireAccessToken(a, cookie);
+    await expireAccessToken(a, cookie, [b]);
     idp.resetCounters();
     const tokens = await Promise.all(Array.from({ length: 50 }, (_, i) => tokenVia(i % 2 === 0 ? a : b, cookie)));
     expect(idp.refreshGrantCount).toBe(1);
