@@ -17,6 +17,7 @@ import { rawRequest, startApp, type RunningApp } from '../proxy/support.ts';
 import { startTcpProxy, type TcpProxy } from '../store/net.ts';
 import { buildApp } from '../../src/app.ts';
 import { callbackUrlFromDevIdp } from './support.ts';
+import { expireAccessToken } from '../support/sessions.ts';
 
 const API = '/token-handler/v1';
 const T = `${API}/targets`;
@@ -34,14 +35,6 @@ async function problem(res: Response): Promise<{ status: number; error: string }
   return (await res.json()) as { status: number; error: string };
 }
 
-/** Makes the stored access token look expired, as time passing would. */
-async function expireAccessToken(th: RunningApp, cookie: string): Promise<void> {
-  const session = (await th.th.ctx.sessions.resolve(cookie, { clientId: 'default', tenant: null }))!;
-  const record = (await th.th.ctx.store.get(session.idHash))!;
-  await th.th.ctx.store.updatePayload(record.idHash, record.version, { payload: record.payload, accessExpiresAt: Date.now() - 1000 });
-  await th.th.ctx.store.publishInvalidation([record.idHash]);
-  await new Promise((resolve) => setTimeout(resolve, 50));
-}
 
 describe('the IdP down or slow', () => {
   let idp: DevIdp;
@@ -124,7 +117,7 @@ describe('the IdP down or slow', () => {
   ])('refresh with the IdP %s: 503 idp_unavailable with Retry-After, nothing forwarded, the session kept and refreshed later', async (_name, state) => {
     const browser = createBrowser();
     const cookie = await login(browser, th.base);
-    await expireAccessToken(th, cookie);
+    await expireAccessToken(th.th, cookie);
     await withIdp(state, async () => {
       const before = upstream.requests;
       const started = Date.now();

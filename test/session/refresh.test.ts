@@ -11,6 +11,7 @@ import { testClient, testConfig } from '../support/config.ts';
 import { createBrowser } from '../support/http.ts';
 import { loginAtDevIdp } from '../support/login.ts';
 import { PG_URL, probePostgres, requireService } from '../support/services.ts';
+import { expireAccessToken } from '../support/sessions.ts';
 
 const API = '/token-handler/v1';
 
@@ -27,23 +28,6 @@ async function login(base: string): Promise<string> {
   return browser.cookie('session', base)!.value;
 }
 
-/**
- * Makes the stored access token look expired, as time passing would, and tells every instance; returns once
- * each of `others` (other instances on the same store) has dropped its cached copy.
- */
-async function expireAccessToken(th: TokenHandlerApp, cookie: string, others: TokenHandlerApp[] = []): Promise<void> {
-  const session = await th.ctx.sessions.resolve(cookie, { clientId: 'default', tenant: null });
-  const record = (await th.ctx.store.get(session!.idHash))!;
-  await th.ctx.store.updatePayload(record.idHash, record.version, { payload: record.payload, accessExpiresAt: Date.now() - 1000 });
-  await th.ctx.store.publishInvalidation([record.idHash]);
-  for (const instance of [th, ...others]) {
-    for (let i = 0; i < 100; i += 1) {
-      const seen = await instance.ctx.sessions.resolve(cookie, { clientId: 'default', tenant: null });
-      if (seen && seen.record.accessExpiresAt !== null && seen.record.accessExpiresAt < Date.now()) break;
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  }
-}
 
 async function tokenVia(th: TokenHandlerApp, cookie: string): Promise<string> {
   const session = await th.ctx.sessions.resolve(cookie, { clientId: 'default', tenant: null });
