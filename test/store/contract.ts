@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { SessionRecord, SessionStore } from '../../src/store/types.ts';
+import { StoreUnavailableError, type SessionRecord, type SessionStore } from '../../src/store/types.ts';
 
 export interface Namespace {
   /** A new, unmigrated store instance on this namespace (same file / schema / key prefix). */
@@ -59,6 +59,38 @@ export async function eventually(check: () => boolean | Promise<boolean>, timeou
     if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
     await sleep(stepMs);
   }
+}
+
+/**
+ * The outage behaviour both networked stores share: `store` reaches its backend through `proxy`; while the
+ * proxy is cut, calls fail fast with StoreUnavailableError; once restored, calls and invalidation listening
+ * (which `direct`, connected without the proxy, publishes to) come back by themselves.
+ */
+export async function checkOutageRecovery(
+  store: SessionStore,
+  direct: SessionStore,
+  proxy: { cut(): Promise<void>; restore(): Promise<void> },
+  listenerRecoveryMs: number,
+): Promise<void> {
+  await store.migrate();
+  const record = makeRecord();
+  await store.create(record);
+  const heard: string[] = [];
+  store.onInvalidation((ids) => heard.push(...ids));
+
+  await proxy.cut();
+  const started = Date.now();
+  await expect(store.get(record.idHash)).rejects.toBeInstanceOf(StoreUnavailableError);
+  expect(Date.now() - started).toBeLessThan(3000);
+
+  await proxy.restore();
+  await eventually(async () => (await store.get(record.idHash).catch(() => undefined)) !== undefined, 10_000, 100);
+  // The listening connection was cut too; it must come back and hear invalidations again.
+  const id = randomId();
+  await eventually(async () => {
+    await direct.publishInvalidation([id]);
+    return heard.includes(id);
+  }, listenerRecoveryMs, 250);
 }
 
 /** Registers the contract suite, or (backend unreachable) a failing test in CI and a skipped one elsewhere. */

@@ -3,7 +3,7 @@ import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createPostgresStore } from '../../src/store/postgres.ts';
 import { StoreUnavailableError } from '../../src/store/types.ts';
-import { eventually, makeRecord, randomId, runStoreContract } from './contract.ts';
+import { checkOutageRecovery, randomId, runStoreContract } from './contract.ts';
 import { closedPort, startTcpProxy } from './net.ts';
 
 import { PG_URL as url, probePostgres as probe } from '../support/services.ts';
@@ -70,25 +70,7 @@ describe.skipIf(unavailable !== undefined)('postgresql store specifics', () => {
     const store = createPostgresStore({ connectionString: viaProxy.toString(), schema, onError: quiet });
     const direct = createPostgresStore({ connectionString: url, schema, onError: quiet });
     try {
-      await store.migrate();
-      const record = makeRecord();
-      await store.create(record);
-      const heard: string[] = [];
-      store.onInvalidation((ids) => heard.push(...ids));
-
-      await proxy.cut();
-      const started = Date.now();
-      await expect(store.get(record.idHash)).rejects.toBeInstanceOf(StoreUnavailableError);
-      expect(Date.now() - started).toBeLessThan(3000);
-
-      await proxy.restore();
-      await eventually(async () => (await store.get(record.idHash).catch(() => undefined)) !== undefined, 10_000, 100);
-      // The LISTEN connection was cut too; it must come back and hear invalidations again.
-      const id = randomId();
-      await eventually(async () => {
-        await direct.publishInvalidation([id]);
-        return heard.includes(id);
-      }, 15_000, 250);
+      await checkOutageRecovery(store, direct, proxy, 15_000);
     } finally {
       await Promise.all([store.close(), direct.close()]);
       await proxy.close();

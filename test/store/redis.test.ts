@@ -3,7 +3,7 @@ import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createRedisStore } from '../../src/store/redis.ts';
 import { StoreUnavailableError } from '../../src/store/types.ts';
-import { eventually, makeRecord, randomId, runStoreContract } from './contract.ts';
+import { checkOutageRecovery, eventually, makeRecord, randomId, runStoreContract } from './contract.ts';
 import { closedPort, startTcpProxy } from './net.ts';
 
 import { REDIS_URL as url, probeRedis as probe } from '../support/services.ts';
@@ -111,24 +111,7 @@ describe.skipIf(unavailable !== undefined)('redis store specifics', () => {
     const store = createRedisStore({ url: viaProxy.toString(), keyPrefix, onError: quiet });
     const direct = createRedisStore({ url, keyPrefix, onError: quiet });
     try {
-      await store.migrate();
-      const record = makeRecord();
-      await store.create(record);
-      const heard: string[] = [];
-      store.onInvalidation((ids) => heard.push(...ids));
-
-      await proxy.cut();
-      const started = Date.now();
-      await expect(store.get(record.idHash)).rejects.toBeInstanceOf(StoreUnavailableError);
-      expect(Date.now() - started).toBeLessThan(3000);
-
-      await proxy.restore();
-      await eventually(async () => (await store.get(record.idHash).catch(() => undefined)) !== undefined, 10_000, 100);
-      const id = randomId();
-      await eventually(async () => {
-        await direct.publishInvalidation([id]);
-        return heard.includes(id);
-      }, 10_000, 250);
+      await checkOutageRecovery(store, direct, proxy, 10_000);
     } finally {
       await Promise.all([store.close(), direct.close()]);
       await proxy.close();
