@@ -3,7 +3,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyServ
 import { readFileSync } from 'node:fs';
 import type { Config } from './config/types.ts';
 import type { AppContext } from './context.ts';
-import { loggerOptions } from './log.ts';
+import { createLogger } from './log.ts';
 import { Metrics } from './metrics.ts';
 import { refreshTokens } from './oidc/flows.ts';
 import { OidcRegistry } from './oidc/registry.ts';
@@ -71,8 +71,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   // Node reads the header limit from the server options Fastify passes on (`http`, or `https` with TLS).
   const http = config.limits.maxHeaderBytes ? { maxHeaderSize: config.limits.maxHeaderBytes } : {};
   serverOptions.http = http;
-  if (options.logger) serverOptions.loggerInstance = options.logger;
-  else serverOptions.logger = loggerOptions(config, process.stdout.isTTY === true);
+  serverOptions.loggerInstance = options.logger ?? (createLogger(config, process.stdout.isTTY === true) as unknown as FastifyBaseLogger);
   if (config.tls) {
     serverOptions.https = { ...http, cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile) };
   }

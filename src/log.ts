@@ -1,5 +1,5 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { stdSerializers, type LoggerOptions } from 'pino';
+import { destination, pino, stdSerializers, type DestinationStream, type Logger, type LoggerOptions } from 'pino';
 import type { Config } from './config/types.ts';
 
 /** Query parameters whose values are credentials or one-time secrets: never logged. */
@@ -142,7 +142,7 @@ export function loggerOptions(config: Pick<Config, 'logLevel' | 'isProduction'>,
         // Defensive: a serializer that throws would lose the whole line (and the caller's log call).
         return {
           method: req.method,
-          url: typeof req.url === 'string' ? redactUrl(req.url) : undefined,
+          url: typeof req.url === 'string' ? scrubCredentials(redactUrl(req.url)) : undefined,
           host: req.host,
           remoteAddress: req.ip,
         };
@@ -161,4 +161,24 @@ export function loggerOptions(config: Pick<Config, 'logLevel' | 'isProduction'>,
     options.transport = { target: 'pino-pretty', options: { colorize: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' } };
   }
   return options;
+}
+
+/**
+ * Marks a logger whose line format is exactly `loggerOptions`' (pino's default level numbers, `time` and
+ * `msg` keys, no log formatter): src/ops/requestLog.ts writes its per-request line for such loggers
+ * itself. Children inherit the mark (pino children are prototype copies of their parent).
+ */
+export const kAccessLineFormat = Symbol.for('token-handler.accessLineFormat');
+
+/**
+ * The service's logger: `loggerOptions`, written to `stream` when given, else to stdout, pretty on a
+ * terminal outside production. Stdout is written asynchronously (pino's sonic-boom, `sync: false`): lines
+ * written while a write is in flight go out together in one system call, and pino flushes what is
+ * pending when the process exits.
+ */
+export function createLogger(config: Pick<Config, 'logLevel' | 'isProduction'>, pretty: boolean, stream?: DestinationStream): Logger {
+  const options = loggerOptions(config, pretty);
+  const logger = stream ? pino(options, stream) : options.transport ? pino(options) : pino(options, destination({ dest: 1, sync: false }));
+  Object.defineProperty(logger, kAccessLineFormat, { value: true });
+  return logger;
 }

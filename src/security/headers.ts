@@ -7,8 +7,11 @@
 export type HeaderValue = string | string[] | number | undefined;
 export type Headers = Record<string, HeaderValue>;
 
-/** RFC 9110 §7.6.1 connection-specific headers, plus the legacy Proxy-Connection. */
-export const HOP_BY_HOP_HEADERS: readonly string[] = ['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade'];
+/*
+ * Hop-by-hop headers, never passed on in either direction: RFC 9110 §7.6.1's connection-specific ones
+ * (Connection, Keep-Alive, TE, Trailer, Transfer-Encoding, Upgrade), the legacy Proxy-Connection, and
+ * every name the Connection header lists.
+ */
 
 /** What a target's upstream requests get, decided once at startup. */
 export interface UpstreamHeaderPolicy {
@@ -67,56 +70,72 @@ function connectionListed(value: HeaderValue): string[] {
   return names;
 }
 
-/** Removes hop-by-hop headers, including every name the Connection header lists. */
-export function removeHopByHop(headers: Headers): void {
-  const connection = headers.connection;
-  if (connection !== undefined) {
-    for (const name of connectionListed(connection)) if (headers[name] !== undefined) delete headers[name];
-  }
-  for (const name of HOP_BY_HOP_HEADERS) {
-    // Only delete what exists: deleting absent keys would push the object into dictionary mode for nothing.
-    if (headers[name] !== undefined) delete headers[name];
-  }
-}
-
 /**
- * Turns the browser's request headers into the upstream's: the browser's credentials for us (our
- * cookies, its Authorization, the XSRF header) are removed, hop-by-hop headers dropped, X-Forwarded-*
- * set, the target's headers added and the access token (if any) injected last so nothing overrides it.
+ * Turns the browser's request headers into the upstream's, as a new object in one pass: the browser's
+ * credentials for us (our cookies, its Authorization, the XSRF header) are removed, hop-by-hop headers
+ * (and every name Connection lists) dropped, X-Forwarded-* set, the target's headers added and the
+ * access token (if any) injected last so nothing overrides it. `dropContentLength`: for GET and HEAD,
+ * whose bodies are not read, so neither is their length forwarded.
  */
 export function prepareUpstreamHeaders(
-  headers: Headers,
+  headers: Readonly<Headers>,
   policy: UpstreamHeaderPolicy,
   accessToken: string | undefined,
   forwarded: ForwardedFacts,
+  dropContentLength = false,
 ): Headers {
-  removeHopByHop(headers);
-  if (headers['proxy-authorization'] !== undefined) delete headers['proxy-authorization'];
-  if (headers.authorization !== undefined) delete headers.authorization;
-  if (headers[policy.xsrfHeader] !== undefined) delete headers[policy.xsrfHeader];
-  // undici refuses an Expect header; Node already answered any 100-continue towards the browser.
-  if (headers.expect !== undefined) delete headers.expect;
-
-  const cookie = headers.cookie;
-  if (cookie !== undefined) {
-    const value = Array.isArray(cookie) ? cookie.join('; ') : String(cookie);
-    const kept = stripOwnCookies(value, policy.isOwnCookie);
-    if (kept === undefined) delete headers.cookie;
-    else headers.cookie = kept;
+  const connection = headers.connection;
+  const listed = connection === undefined ? undefined : connectionListed(connection);
+  const out: Headers = {};
+  let forwardedFor: HeaderValue;
+  for (const name in headers) {
+    const value = headers[name];
+    if (value === undefined || (listed !== undefined && listed.includes(name))) continue;
+    switch (name) {
+      case 'connection':
+      case 'keep-alive':
+      case 'proxy-connection':
+      case 'te':
+      case 'trailer':
+      case 'transfer-encoding':
+      case 'upgrade':
+      case 'proxy-authorization':
+      case 'authorization':
+      // undici refuses an Expect header; Node already answered any 100-continue towards the browser.
+      case 'expect':
+      case 'host':
+      case 'x-forwarded-proto':
+      case 'x-forwarded-host':
+        continue;
+      case 'x-forwarded-for':
+        forwardedFor = value;
+        continue;
+      case 'content-length':
+        if (dropContentLength) continue;
+        break;
+      case 'cookie': {
+        const kept = stripOwnCookies(Array.isArray(value) ? value.join('; ') : String(value), policy.isOwnCookie);
+        if (kept !== undefined) out.cookie = kept;
+        continue;
+      }
+    }
+    if (name === policy.xsrfHeader) continue;
+    out[name] = value;
   }
 
   if (forwarded.clientAddress !== undefined) {
-    const previous = headers['x-forwarded-for'];
-    headers['x-forwarded-for'] =
-      previous === undefined || previous === '' ? forwarded.clientAddress : `${Array.isArray(previous) ? previous.join(', ') : String(previous)}, ${forwarded.clientAddress}`;
+    out['x-forwarded-for'] =
+      forwardedFor === undefined || forwardedFor === '' ? forwarded.clientAddress : `${Array.isArray(forwardedFor) ? forwardedFor.join(', ') : String(forwardedFor)}, ${forwarded.clientAddress}`;
+  } else if (forwardedFor !== undefined) {
+    out['x-forwarded-for'] = forwardedFor;
   }
-  headers['x-forwarded-proto'] = forwarded.proto;
-  headers['x-forwarded-host'] = forwarded.host;
-  headers.host = policy.upstreamHost;
+  out['x-forwarded-proto'] = forwarded.proto;
+  out['x-forwarded-host'] = forwarded.host;
+  out.host = policy.upstreamHost;
 
-  for (const [name, value] of policy.extra) headers[name] = value;
-  if (accessToken !== undefined) headers.authorization = `Bearer ${accessToken}`;
-  return headers;
+  for (const [name, value] of policy.extra) out[name] = value;
+  if (accessToken !== undefined) out.authorization = `Bearer ${accessToken}`;
+  return out;
 }
 
 /** What a target's responses may carry back to the browser. */
@@ -133,24 +152,44 @@ function setCookieName(line: string): string {
 }
 
 /**
- * Filters an upstream response's headers in place: hop-by-hop headers go; Set-Cookie goes unless the
- * target passes it (and even then a cookie named like ours is dropped, so an upstream cannot overwrite
- * a session); the upstream's CORS headers go, because the browser's CORS partner is this service.
+ * Hands `sink` an upstream response's headers that may go on to the browser, in one pass: hop-by-hop
+ * headers (and every name Connection lists) go; Set-Cookie goes unless the target passes it (and even then
+ * a cookie named like ours is dropped, so an upstream cannot overwrite a session); the upstream's CORS
+ * headers go, because the browser's CORS partner is this service.
  */
-export function prepareResponseHeaders(headers: Headers, policy: ResponseHeaderPolicy): Headers {
-  removeHopByHop(headers);
-  const setCookie = headers['set-cookie'];
-  if (setCookie !== undefined) {
-    if (!policy.passSetCookie) delete headers['set-cookie'];
-    else {
-      const lines = Array.isArray(setCookie) ? setCookie : [String(setCookie)];
-      const kept = lines.filter((line) => !policy.isOwnCookie(setCookieName(line)));
-      if (kept.length === 0) delete headers['set-cookie'];
-      else if (kept.length !== lines.length) headers['set-cookie'] = kept;
-    }
-  }
+export function filterResponseHeaders(headers: Readonly<Headers>, policy: ResponseHeaderPolicy, sink: (name: string, value: string | string[] | number) => void): void {
+  const connection = headers.connection;
+  const listed = connection === undefined ? undefined : connectionListed(connection);
   for (const name in headers) {
-    if (name.length > 15 && name.charCodeAt(0) === 0x61 && name.startsWith('access-control-')) delete headers[name];
+    const value = headers[name];
+    if (value === undefined || (listed !== undefined && listed.includes(name))) continue;
+    switch (name) {
+      case 'connection':
+      case 'keep-alive':
+      case 'proxy-connection':
+      case 'te':
+      case 'trailer':
+      case 'transfer-encoding':
+      case 'upgrade':
+        continue;
+      case 'set-cookie': {
+        if (!policy.passSetCookie) continue;
+        const lines = Array.isArray(value) ? value : [String(value)];
+        const kept = lines.filter((line) => !policy.isOwnCookie(setCookieName(line)));
+        if (kept.length > 0) sink(name, kept.length === lines.length ? value : kept);
+        continue;
+      }
+    }
+    if (name.length > 15 && name.charCodeAt(0) === 0x61 && name.startsWith('access-control-')) continue;
+    sink(name, value);
   }
-  return headers;
+}
+
+/** `filterResponseHeaders` into a new object. */
+export function prepareResponseHeaders(headers: Readonly<Headers>, policy: ResponseHeaderPolicy): Headers {
+  const out: Headers = {};
+  filterResponseHeaders(headers, policy, (name, value) => {
+    out[name] = value;
+  });
+  return out;
 }

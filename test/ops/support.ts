@@ -1,10 +1,9 @@
 /** Shared helpers of the operations tests: a real token handler on port 0 in front of the real dev IdP. */
 import { Writable } from 'node:stream';
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
-import pino from 'pino';
 import { buildApp, type BuildOptions, type TokenHandlerApp } from '../../src/app.ts';
 import type { Config } from '../../src/config/types.ts';
-import { loggerOptions } from '../../src/log.ts';
+import { createLogger } from '../../src/log.ts';
 
 export const API = '/token-handler/v1';
 export const CALLBACK_URI = 'http://127.0.0.1/token-handler/v1/clients/default/callback';
@@ -32,7 +31,7 @@ export function memoryLogger(level: Config['logLevel']): { logger: FastifyBaseLo
       callback();
     },
   });
-  const logger = pino(loggerOptions({ logLevel: level, isProduction: true }, false), stream) as unknown as FastifyBaseLogger;
+  const logger = createLogger({ logLevel: level, isProduction: true }, false, stream) as unknown as FastifyBaseLogger;
   const text = () => chunks.join('');
   return {
     logger,

@@ -2,7 +2,6 @@ import { describe, expect, it } from 'vitest';
 import {
   prepareResponseHeaders,
   prepareUpstreamHeaders,
-  removeHopByHop,
   stripOwnCookies,
   type Headers,
   type UpstreamHeaderPolicy,
@@ -40,8 +39,8 @@ describe('stripOwnCookies', () => {
   });
 });
 
-describe('removeHopByHop', () => {
-  it('removes the fixed set and whatever Connection lists', () => {
+describe('hop-by-hop headers', () => {
+  it('are dropped in both directions: the fixed set and whatever Connection lists', () => {
     const headers: Headers = {
       connection: 'keep-alive, X-Secret, x-other',
       'keep-alive': 'timeout=5',
@@ -54,8 +53,14 @@ describe('removeHopByHop', () => {
       'x-other': 'o',
       accept: '*/*',
     };
-    removeHopByHop(headers);
-    expect(headers).toEqual({ accept: '*/*' });
+    expect(prepareResponseHeaders(headers, { passSetCookie: true, isOwnCookie })).toEqual({ accept: '*/*' });
+    expect(prepareUpstreamHeaders(headers, policy, undefined, { ...forwarded, clientAddress: undefined })).toEqual({
+      accept: '*/*',
+      host: 'api.internal:8443',
+      'x-forwarded-proto': 'https',
+      'x-forwarded-host': 'app.example.com',
+      'x-api-key': 'k1',
+    });
   });
 });
 
