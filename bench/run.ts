@@ -4,7 +4,7 @@
  *   node bench/run.ts [--quick] [--duration 10] [--warmup 3] [--rounds 3] [--connections 50]
  *                     [--stores sqlite,postgresql,redis] [--sessions 1000000] [--sweep-sessions 1000000]
  *                     [--login-duration 10] [--login-concurrency 4] [--only proxy,login,sessions,sweep]
- *                     [--profile] [--log-level info] [--json bench/results/latest.json]
+ *                     [--profile] [--log-level info] [--route /static] [--json bench/results/latest.json]
  *
  * Every flag also reads an environment variable: BENCH_DURATION, BENCH_WARMUP, BENCH_ROUNDS, BENCH_CONNECTIONS,
  * BENCH_STORES, BENCH_SESSIONS, BENCH_SWEEP_SESSIONS, BENCH_LOGIN_DURATION, BENCH_LOGIN_CONCURRENCY, BENCH_ONLY,
@@ -59,6 +59,8 @@ interface Options {
   only: Part[];
   profile: boolean;
   logLevel: string;
+  /** The upstream route every proxy case requests (below the target): `/static` answers the same bytes whatever the request. */
+  route: string;
   json: string;
   /** Another checkout (e.g. the code before an optimisation) measured beside this one, store by store. */
   compareRoot: string | undefined;
@@ -107,6 +109,7 @@ function parseOptions(argv: string[], env: NodeJS.ProcessEnv): Options {
     only: list('only', ['proxy', 'login', 'sessions', 'sweep'] as const),
     profile: bool('profile'),
     logLevel: get('log-level') ?? 'info',
+    route: get('route') ?? '/static',
     json: get('json') ?? join(HERE, 'results', 'latest.json'),
     compareRoot: get('compare-root'),
     postgresUrl: env.TH_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test',
@@ -252,15 +255,16 @@ async function proxyBenchmark(
   log: (line: string) => void,
 ): Promise<ProxyCaseResult[]> {
   const cases: { name: CaseName; url: string; headers: Record<string, string>; child?: Child<SubjectReady> }[] = [];
-  // Every case sends the same request headers, so the upstream echoes about the same bytes.
+  // Every case sends the same request headers. On /static the upstream answers the same bytes to every
+  // case; on /echo/* its answer grows with what a proxy adds (the bearer token, twice: headers and rawHeaders).
   const cookies = new Map<CaseName, string>();
   for (const [name, child] of subjects) {
     if (name.startsWith('token-handler/') || name.startsWith('before/')) cookies.set(name, await login(`http://127.0.0.1:${child.ready.port}`));
   }
   const anyCookie = [...cookies.values()][0] ?? 'x'.repeat(120);
-  cases.push({ name: 'direct', url: `${fixtures.upstream}/echo/hello`, headers: { cookie: `session=${anyCookie}` } });
+  cases.push({ name: 'direct', url: `${fixtures.upstream}${options.route}`, headers: { cookie: `session=${anyCookie}` } });
   for (const [name, child] of subjects) {
-    cases.push({ name, url: `http://127.0.0.1:${child.ready.port}${TARGET_PATH}/hello`, headers: { cookie: `session=${cookies.get(name) ?? anyCookie}` }, child });
+    cases.push({ name, url: `http://127.0.0.1:${child.ready.port}${TARGET_PATH}${options.route}`, headers: { cookie: `session=${cookies.get(name) ?? anyCookie}` }, child });
   }
   const perRound = new Map<CaseName, LoadResult[]>(cases.map((c) => [c.name, []]));
   const rss = new Map<CaseName, number>();
@@ -390,7 +394,7 @@ function loginTable(r: LoginResult): string {
 export function renderReport(result: BenchResult): string {
   const parts = [
     `Machine: ${result.machine.cpus} cores (${result.machine.cpuModel}), ${result.machine.memoryGb} GB, Node ${result.machine.node}, ${result.machine.platform}; ${result.startedAt}.`,
-    `Options: ${result.options.rounds} rounds × ${result.options.durationSec} s (+${result.options.warmupSec} s warm-up) per case, ${result.options.connections} connections, log level ${result.options.logLevel}; whole run ${result.elapsedSec ?? '?'} s.`,
+    `Options: ${result.options.rounds} rounds × ${result.options.durationSec} s (+${result.options.warmupSec} s warm-up) per case, ${result.options.connections} connections, upstream route \`${result.options.route}\`, log level ${result.options.logLevel}; whole run ${result.elapsedSec ?? '?'} s.`,
   ];
   if (result.proxy) parts.push(proxyTable(result.proxy, result.options.connections));
   if (result.login) parts.push(loginTable(result.login));

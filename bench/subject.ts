@@ -5,7 +5,7 @@
  *
  * `bare`: a plain Fastify + @fastify/reply-from proxy with no auth, no logger, no hooks (the floor any
  * proxy pays). `token-handler`: the real service from `loadConfig` + `buildApp`, logging at `info` (to
- * the parent's choice of stdout, /dev/null by default), one target `api` → `<upstream>/echo`, on the given
+ * the parent's choice of stdout, /dev/null by default), one target `api` → `<upstream>/`, on the given
  * store in a namespace of its own (temporary SQLite file, PostgreSQL schema, Redis key prefix) that is
  * removed when the parent disconnects. Both serve the same path, `/token-handler/v1/targets/api/*`.
  * Reports `{ type: 'ready', port }` over IPC; answers `'rss'` with its resident set size and `'cpu'` with
@@ -44,14 +44,14 @@ async function startBare(upstream: string): Promise<{ app: FastifyInstance; clea
   // The same pool settings as a token-handler target (test/support/config.ts testTarget).
   const pool = new Pool(origin, { connections: 128, keepAliveTimeout: 60_000, keepAliveMaxTimeout: 600_000, pipelining: 1 });
   await app.register(replyFrom, { base: origin, undici: pool as never });
-  app.get(`${TARGET_PATH}/*`, (request, reply) => reply.from(`/echo/${(request.params as { '*': string })['*']}`));
+  app.get(`${TARGET_PATH}/*`, (request, reply) => reply.from(`/${(request.params as { '*': string })['*']}`));
   return { app, cleanup: async () => pool.destroy() };
 }
 
 async function startTokenHandler(spec: Extract<SubjectSpec, { mode: 'token-handler' }>): Promise<{ app: FastifyInstance; cleanup: () => Promise<void> }> {
   const dir = mkdtempSync(join(tmpdir(), 'th-bench-'));
   const configFile = join(dir, 'token-handler.json');
-  writeFileSync(configFile, JSON.stringify({ targets: [{ id: 'api', url: `${spec.upstream}/echo` }] }));
+  writeFileSync(configFile, JSON.stringify({ targets: [{ id: 'api', url: `${spec.upstream}/` }] }));
   const namespace = randomBytes(4).toString('hex');
   const schema = `th_bench_${namespace}`;
   const keyPrefix = `th-bench:${namespace}:`;

@@ -1,5 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { destination, pino, stdSerializers, type DestinationStream, type Logger, type LoggerOptions } from 'pino';
+import { pino, stdSerializers, type DestinationStream, type Logger, type LoggerOptions } from 'pino';
+import { TurnBatchedStdout } from './ops/logDestination.ts';
 import type { Config } from './config/types.ts';
 
 /** Query parameters whose values are credentials or one-time secrets: never logged. */
@@ -171,14 +172,12 @@ export function loggerOptions(config: Pick<Config, 'logLevel' | 'isProduction'>,
 export const kAccessLineFormat = Symbol.for('token-handler.accessLineFormat');
 
 /**
- * The service's logger: `loggerOptions`, written to `stream` when given, else to stdout, pretty on a
- * terminal outside production. Stdout is written asynchronously (pino's sonic-boom, `sync: false`): lines
- * written while a write is in flight go out together in one system call, and pino flushes what is
- * pending when the process exits.
+ * The service's logger: `loggerOptions`, written to `stream` when given, else to stdout (one write per
+ * turn of the event loop, src/ops/logDestination.ts), pretty on a terminal outside production.
  */
 export function createLogger(config: Pick<Config, 'logLevel' | 'isProduction'>, pretty: boolean, stream?: DestinationStream): Logger {
   const options = loggerOptions(config, pretty);
-  const logger = stream ? pino(options, stream) : options.transport ? pino(options) : pino(options, destination({ dest: 1, sync: false }));
+  const logger = stream ? pino(options, stream) : options.transport ? pino(options) : pino(options, new TurnBatchedStdout());
   Object.defineProperty(logger, kAccessLineFormat, { value: true });
   return logger;
 }

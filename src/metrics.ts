@@ -1,12 +1,14 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { HotCounter, HotHistogram } from './ops/hotMetrics.ts';
 
 /** Prometheus metrics of one app instance (its own registry, so tests can build several apps). */
 export class Metrics {
   readonly registry = new Registry();
-  readonly httpRequests: Counter<'route' | 'method' | 'status'>;
-  readonly httpDuration: Histogram<'route' | 'method'>;
-  readonly proxyRequests: Counter<'target' | 'status'>;
-  readonly proxyDuration: Histogram<'target'>;
+  // Touched by every request: src/ops/hotMetrics.ts.
+  readonly httpRequests: HotCounter<'route' | 'method' | 'status'>;
+  readonly httpDuration: HotHistogram<'route' | 'method'>;
+  readonly proxyRequests: HotCounter<'target' | 'status'>;
+  readonly proxyDuration: HotHistogram<'target'>;
   readonly logins: Counter<'client' | 'outcome'>;
   readonly logouts: Counter<'client' | 'kind'>;
   readonly refreshes: Counter<'client' | 'outcome'>;
@@ -38,10 +40,10 @@ export class Metrics {
   constructor(activeSessions: () => Promise<number>) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry, prefix: 'token_handler_' });
-    this.httpRequests = new Counter({ name: 'token_handler_http_requests_total', help: 'HTTP requests handled, by route, method and status.', labelNames: ['route', 'method', 'status'], registers });
-    this.httpDuration = new Histogram({ name: 'token_handler_http_request_duration_seconds', help: 'HTTP request latency by route.', labelNames: ['route', 'method'], buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers });
-    this.proxyRequests = new Counter({ name: 'token_handler_upstream_responses_total', help: 'Responses from upstream targets, by target and status (502/504 for failures).', labelNames: ['target', 'status'], registers });
-    this.proxyDuration = new Histogram({ name: 'token_handler_upstream_duration_seconds', help: 'Upstream latency by target.', labelNames: ['target'], buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers });
+    this.httpRequests = new HotCounter('token_handler_http_requests_total', 'HTTP requests handled, by route, method and status.', ['route', 'method', 'status'], registers);
+    this.httpDuration = new HotHistogram('token_handler_http_request_duration_seconds', 'HTTP request latency by route.', ['route', 'method'], [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers);
+    this.proxyRequests = new HotCounter('token_handler_upstream_responses_total', 'Responses from upstream targets, by target and status (502/504 for failures).', ['target', 'status'], registers);
+    this.proxyDuration = new HotHistogram('token_handler_upstream_duration_seconds', 'Upstream latency by target.', ['target'], [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers);
     this.logins = new Counter({ name: 'token_handler_logins_total', help: 'Login callbacks by client and outcome.', labelNames: ['client', 'outcome'], registers });
     this.logouts = new Counter({ name: 'token_handler_logouts_total', help: 'Logouts by client and kind (rp, backchannel, revoke).', labelNames: ['client', 'kind'], registers });
     this.refreshes = new Counter({ name: 'token_handler_refreshes_total', help: 'Token refreshes by client and outcome.', labelNames: ['client', 'outcome'], registers });

@@ -5,6 +5,8 @@
  * Routes:
  *   ANY  /echo[/*]      -> JSON: method, path, query, headers, rawHeaders, bodyLength, bodySha256, token
  *   GET  /api/hello     -> { message: 'Hello, <name>', sub } with a valid bearer JWT, 401 otherwise
+ *   GET  /static        -> the same small JSON document whatever the request (the benchmark's route:
+ *                          the upstream's work and response bytes are then the same behind any proxy)
  *   GET  /sse?n=5&delay=20 -> text/event-stream with n events
  *   GET  /slow?ms=1000  -> JSON after a delay
  *   GET  /reset         -> headers + part of the body, then the socket is destroyed
@@ -52,6 +54,11 @@ export interface DemoUpstream {
   readonly requests: number;
   close(): Promise<void>;
 }
+
+const STATIC_BODY = Buffer.from(
+  JSON.stringify({ items: [1, 2, 3, 4, 5].map((id) => ({ id, name: `Item ${id}`, price: id * 100, currency: 'EUR' })), total: 5 }),
+);
+const STATIC_HEADERS = { 'content-type': 'application/json; charset=utf-8', 'content-length': String(STATIC_BODY.length), 'cache-control': 'no-store' };
 
 function json(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   const text = JSON.stringify(body);
@@ -130,6 +137,12 @@ export async function startDemoUpstream(options: DemoUpstreamOptions = {}): Prom
         token,
       };
       json(res, 200, out);
+      return;
+    }
+
+    if (path === '/static') {
+      res.writeHead(200, STATIC_HEADERS);
+      res.end(STATIC_BODY);
       return;
     }
 
