@@ -58,9 +58,11 @@ export function stripOwnCookies(header: string, isOwnCookie: (name: string) => b
   return kept;
 }
 
-/** Lower-case header names listed in a Connection header value (RFC 9110 §7.6.1). */
-function connectionListed(value: HeaderValue): string[] {
-  if (value === undefined) return [];
+/** Lower-case header names listed in a Connection header value (RFC 9110 §7.6.1); undefined for none worth removing. */
+function connectionListed(value: HeaderValue): string[] | undefined {
+  if (value === undefined) return undefined;
+  // The usual values name no header that could be present (Keep-Alive goes anyway): no split per message.
+  if (value === 'keep-alive' || value === 'close' || value === 'Keep-Alive' || value === 'Close') return undefined;
   const text = Array.isArray(value) ? value.join(',') : String(value);
   const names: string[] = [];
   for (const part of text.split(',')) {
@@ -85,7 +87,7 @@ export function prepareUpstreamHeaders(
   dropContentLength = false,
 ): Headers {
   const connection = headers.connection;
-  const listed = connection === undefined ? undefined : connectionListed(connection);
+  const listed = connectionListed(connection);
   const out: Headers = {};
   let forwardedFor: HeaderValue;
   for (const name in headers) {
@@ -159,7 +161,7 @@ function setCookieName(line: string): string {
  */
 export function filterResponseHeaders(headers: Readonly<Headers>, policy: ResponseHeaderPolicy, sink: (name: string, value: string | string[] | number) => void): void {
   const connection = headers.connection;
-  const listed = connection === undefined ? undefined : connectionListed(connection);
+  const listed = connectionListed(connection);
   for (const name in headers) {
     const value = headers[name];
     if (value === undefined || (listed !== undefined && listed.includes(name))) continue;
