@@ -4,7 +4,8 @@
  *   node bench/run.ts [--quick] [--duration 10] [--warmup 3] [--rounds 3] [--connections 50]
  *                     [--stores sqlite,postgresql,redis] [--sessions 1000000] [--sweep-sessions 1000000]
  *                     [--login-duration 10] [--login-concurrency 4] [--only proxy,login,sessions,sweep]
- *                     [--profile] [--log-level info] [--route /static] [--json bench/results/latest.json]
+ *                     [--profile] [--log-level info] [--route /static] [--pin true|false] [--latency-rate 1000]
+ *                     [--json bench/results/latest.json]
  *
  * Every flag also reads an environment variable: BENCH_DURATION, BENCH_WARMUP, BENCH_ROUNDS, BENCH_CONNECTIONS,
  * BENCH_STORES, BENCH_SESSIONS, BENCH_SWEEP_SESSIONS, BENCH_LOGIN_DURATION, BENCH_LOGIN_CONCURRENCY, BENCH_ONLY,
@@ -21,7 +22,8 @@
  * store, and ratios are taken within a round (subject / bare of the same round), medians over rounds.
  */
 import autocannon from 'autocannon';
-import { fork, type ChildProcess } from 'node:child_process';
+import { Pool } from 'undici';
+import { execFileSync, fork, type ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -59,6 +61,14 @@ interface Options {
   only: Part[];
   profile: boolean;
   logLevel: string;
+  /**
+   * During the proxy benchmark, the proxies under test run on the last CPU and the load generator and
+   * upstream on the others (taskset): each proxy gets the same core to itself instead of whatever the
+   * scheduler leaves it beside the load generator. Default: on with 2+ CPUs and taskset present.
+   */
+  pin: boolean;
+  /** Requests per second of the fixed-rate latency measurement (0: none). */
+  latencyRate: number;
   /** The upstream route every proxy case requests (below the target): `/static` answers the same bytes whatever the request. */
   route: string;
   json: string;
@@ -110,6 +120,8 @@ function parseOptions(argv: string[], env: NodeJS.ProcessEnv): Options {
     profile: bool('profile'),
     logLevel: get('log-level') ?? 'info',
     route: get('route') ?? '/static',
+    latencyRate: get('latency-rate') === '0' ? 0 : num('latency-rate', 1000, 1000),
+    pin: get('pin') === undefined ? cpus().length >= 2 && canSetAffinity() : bool('pin'),
     json: get('json') ?? join(HERE, 'results', 'latest.json'),
     compareRoot: get('compare-root'),
     postgresUrl: env.TH_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test',
@@ -128,6 +140,20 @@ interface Child<T> {
   /** CPU time (user + system) the child has used, µs. */
   cpu(): Promise<number>;
   stop(): Promise<void>;
+}
+
+function canSetAffinity(): boolean {
+  try {
+    execFileSync('taskset', ['-p', String(process.pid)], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Restricts a process and all its threads to `cpuList` (taskset syntax, `0` or `0-2`). */
+function setAffinity(pid: number, cpuList: string): void {
+  execFileSync('taskset', ['-a', '-pc', cpuList, String(pid)], { stdio: 'ignore' });
 }
 
 async function startChild<T extends { type: 'ready' }>(script: string, args: string[], execArgv: string[] = [], root = HERE): Promise<Child<T>> {
@@ -209,6 +235,61 @@ async function load(url: string, headers: Record<string, string>, connections: n
   };
 }
 
+/**
+ * Latency at a steady `rate` (requests/s), evenly spaced: autocannon's `overallRate` releases each
+ * second's requests at the start of the second, so its latencies are those of a burst queue. Here a
+ * request is due every 1/rate s whatever came back before (open loop, over a keep-alive pool of
+ * `connections`); a response's latency runs from when its request was due.
+ */
+async function fixedRateLoad(url: string, headers: Record<string, string>, connections: number, durationSec: number, rate: number): Promise<LoadResult> {
+  const target = new URL(url);
+  const pool = new Pool(target.origin, { connections, pipelining: 1 });
+  const histogram = createHistogram();
+  const path = target.pathname + target.search;
+  let requests = 0;
+  let non2xx = 0;
+  let errors = 0;
+  const inFlight = new Set<Promise<void>>();
+  const started = performance.now();
+  const total = Math.round(rate * durationSec);
+  let issued = 0;
+  await new Promise<void>((resolve) => {
+    const tick = (): void => {
+      const due = Math.min(total, Math.floor(((performance.now() - started) / 1000) * rate) + 1);
+      for (; issued < due; issued += 1) {
+        const dueAt = started + (issued / rate) * 1000;
+        const p = pool
+          .request({ method: 'GET', path, headers })
+          .then(async (res) => {
+            await res.body.dump();
+            requests += 1;
+            if (res.statusCode >= 200 && res.statusCode < 300) histogram.record(Math.max(1, Math.round((performance.now() - dueAt) * 1000)));
+            else non2xx += 1;
+          })
+          .catch(() => {
+            errors += 1;
+          })
+          .finally(() => inFlight.delete(p));
+        inFlight.add(p);
+      }
+      if (issued >= total) resolve();
+      else setTimeout(tick, 1);
+    };
+    tick();
+  });
+  await Promise.all(inFlight);
+  await pool.close();
+  return {
+    rps: round(requests / durationSec, 0),
+    requests,
+    non2xx,
+    errors,
+    p50Ms: round(histogram.percentile(50) / 1000, 3),
+    p99Ms: round(histogram.percentile(99) / 1000, 3),
+    p999Ms: round(histogram.percentile(99.9) / 1000, 3),
+  };
+}
+
 const median = (values: number[]): number => {
   const sorted = values.filter((v) => Number.isFinite(v)).sort((a, b) => a - b);
   if (sorted.length === 0) return Number.NaN;
@@ -237,6 +318,12 @@ export interface ProxyCaseResult extends LoadResult {
   addedP99Ms: number | null;
   rssMb: number | null;
   rounds: LoadResult[];
+  /**
+   * Latency at a fixed request rate below every case's capacity (`--latency-rate`): the time a request
+   * spends in the proxy, not in a queue; medians over rounds, added = median of per-round differences
+   * from the bare proxy.
+   */
+  atRate: { rate: number; p50Ms: number; p99Ms: number; p999Ms: number; addedP50Ms: number | null; addedP99Ms: number | null; rounds: LoadResult[] } | null;
 }
 
 async function login(base: string): Promise<string> {
@@ -267,6 +354,7 @@ async function proxyBenchmark(
     cases.push({ name, url: `http://127.0.0.1:${child.ready.port}${TARGET_PATH}${options.route}`, headers: { cookie: `session=${cookies.get(name) ?? anyCookie}` }, child });
   }
   const perRound = new Map<CaseName, LoadResult[]>(cases.map((c) => [c.name, []]));
+  const atRate = new Map<CaseName, LoadResult[]>(cases.map((c) => [c.name, []]));
   const rss = new Map<CaseName, number>();
   for (let r = 0; r < options.rounds; r += 1) {
     for (const c of cases) {
@@ -277,9 +365,15 @@ async function proxyBenchmark(
       if (c.child) rss.set(c.name, Math.max(rss.get(c.name) ?? 0, await c.child.rss()));
       perRound.get(c.name)!.push(result);
       log(`[proxy] round ${r + 1}/${options.rounds} ${c.name}: ${result.rps} req/s, ${result.cpuUsPerRequest ?? '–'} CPU µs/req, p50 ${result.p50Ms} ms, p99 ${result.p99Ms} ms, non-2xx ${result.non2xx}, errors ${result.errors}`);
+      if (options.latencyRate > 0) {
+        const fixed = await fixedRateLoad(c.url, c.headers, options.connections, options.durationSec, options.latencyRate);
+        atRate.get(c.name)!.push(fixed);
+        log(`[proxy] round ${r + 1}/${options.rounds} ${c.name} at ${options.latencyRate} req/s: p50 ${fixed.p50Ms} ms, p99 ${fixed.p99Ms} ms, p99.9 ${fixed.p999Ms} ms, non-2xx ${fixed.non2xx}, errors ${fixed.errors}`);
+      }
     }
   }
   const bare = perRound.get('bare') ?? [];
+  const bareAtRate = atRate.get('bare') ?? [];
   const bareMedian = median(bare.map((x) => x.rps));
   const bareCpu = median(bare.map((x) => x.cpuUsPerRequest ?? Number.NaN));
   return cases.map((c) => {
@@ -302,8 +396,23 @@ async function proxyBenchmark(
       addedP99Ms: added.length > 0 ? round(median(added)) : null,
       rssMb: rss.has(c.name) ? round(rss.get(c.name)! / 2 ** 20, 0) : null,
       rounds,
+      atRate: summariseAtRate(options.latencyRate, atRate.get(c.name)!, bareAtRate),
     };
   });
+}
+
+function summariseAtRate(rate: number, rounds: LoadResult[], bare: LoadResult[]): ProxyCaseResult['atRate'] {
+  if (rate <= 0 || rounds.length === 0) return null;
+  const paired = bare.length === rounds.length;
+  return {
+    rate,
+    p50Ms: round(median(rounds.map((x) => x.p50Ms)), 3),
+    p99Ms: round(median(rounds.map((x) => x.p99Ms)), 3),
+    p999Ms: round(median(rounds.map((x) => x.p999Ms)), 3),
+    addedP50Ms: paired ? round(median(rounds.map((x, i) => x.p50Ms - bare[i]!.p50Ms)), 3) : null,
+    addedP99Ms: paired ? round(median(rounds.map((x, i) => x.p99Ms - bare[i]!.p99Ms)), 3) : null,
+    rounds,
+  };
 }
 
 export interface LoginResult {
@@ -380,6 +489,20 @@ function proxyTable(rows: ProxyCaseResult[], connections: number): string {
       `| ${r.case} | ${r.rps} | ${r.ratioToBare === null ? '–' : `${Math.round(r.ratioToBare * 1000) / 10}% / ${Math.round((r.ratioOfMedians ?? Number.NaN) * 1000) / 10}%`} | ${r.cpuUsPerRequest ?? '–'} | ${r.cpuRatioToBare === null ? '–' : `${Math.round(r.cpuRatioToBare * 1000) / 10}%`} | ${r.p50Ms} | ${r.p99Ms} | ${r.p999Ms} | ${r.addedP99Ms ?? '–'} | ${r.rssMb ?? '–'} | ${r.non2xx} / ${r.errors} |`,
     );
   }
+  const fixed = rows.filter((r) => r.atRate !== null);
+  if (fixed.length > 0) {
+    lines.push(
+      '',
+      `| case at a fixed ${fixed[0]!.atRate!.rate} req/s (${connections} connections) | p50 ms | p99 ms | p99.9 ms | added p50 ms | added p99 ms | non-2xx / errors |`,
+      '|---|---:|---:|---:|---:|---:|---:|',
+    );
+    for (const r of fixed) {
+      const a = r.atRate!;
+      const non2xx = a.rounds.reduce((n, x) => n + x.non2xx, 0);
+      const errors = a.rounds.reduce((n, x) => n + x.errors, 0);
+      lines.push(`| ${r.case} | ${a.p50Ms} | ${a.p99Ms} | ${a.p999Ms} | ${a.addedP50Ms ?? '–'} | ${a.addedP99Ms ?? '–'} | ${non2xx} / ${errors} |`);
+    }
+  }
   return lines.join('\n');
 }
 
@@ -394,7 +517,7 @@ function loginTable(r: LoginResult): string {
 export function renderReport(result: BenchResult): string {
   const parts = [
     `Machine: ${result.machine.cpus} cores (${result.machine.cpuModel}), ${result.machine.memoryGb} GB, Node ${result.machine.node}, ${result.machine.platform}; ${result.startedAt}.`,
-    `Options: ${result.options.rounds} rounds × ${result.options.durationSec} s (+${result.options.warmupSec} s warm-up) per case, ${result.options.connections} connections, upstream route \`${result.options.route}\`, log level ${result.options.logLevel}; whole run ${result.elapsedSec ?? '?'} s.`,
+    `Options: ${result.options.rounds} rounds × ${result.options.durationSec} s (+${result.options.warmupSec} s warm-up) per case, ${result.options.connections} connections, upstream route \`${result.options.route}\`, ${result.options.pin ? 'proxies pinned to a CPU of their own' : 'no CPU pinning'}, log level ${result.options.logLevel}; whole run ${result.elapsedSec ?? '?'} s.`,
   ];
   if (result.proxy) parts.push(proxyTable(result.proxy, result.options.connections));
   if (result.login) parts.push(loginTable(result.login));
@@ -434,7 +557,23 @@ async function main(): Promise<void> {
           subjects.set(`before/${store}`, await startChild<SubjectReady>('subject.ts', [JSON.stringify(spec(store))], profileArgs, join(options.compareRoot, 'bench')));
         }
       }
-      if (options.only.includes('proxy')) result.proxy = await proxyBenchmark(options, fixtures.ready, subjects, log);
+      if (options.only.includes('proxy')) {
+        const last = cpus().length - 1;
+        const loadCpus = last === 1 ? '0' : `0-${last - 1}`;
+        if (options.pin) {
+          setAffinity(process.pid, loadCpus);
+          setAffinity(fixtures.process.pid!, loadCpus);
+          for (const child of subjects.values()) setAffinity(child.process.pid!, String(last));
+          log(`[proxy] pinned: proxies on CPU ${last}, load generator and upstream on CPU ${loadCpus}`);
+        }
+        try {
+          result.proxy = await proxyBenchmark(options, fixtures.ready, subjects, log);
+        } finally {
+          if (options.pin) {
+            for (const pid of [process.pid, fixtures.process.pid!, ...[...subjects.values()].map((c) => c.process.pid!)]) setAffinity(pid, `0-${last}`);
+          }
+        }
+      }
       if (options.only.includes('login')) {
         const store = options.stores[0] ?? 'sqlite';
         const child = subjects.get(`token-handler/${store}`)!;
