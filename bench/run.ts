@@ -1,7 +1,7 @@
 /**
  * `npm run bench`: the proxy, login, session-lookup and sweep benchmarks of issue #9. Not part of `npm test`.
  *
- *   node bench/run.ts [--quick] [--duration 10] [--warmup 3] [--rounds 3] [--connections 50]
+ *   node bench/run.ts [--quick] [--duration 5] [--warmup 2] [--rounds 5] [--connections 50]
  *                     [--stores sqlite,postgresql,redis] [--sessions 1000000] [--sweep-sessions 1000000]
  *                     [--login-duration 10] [--login-concurrency 4] [--only proxy,login,sessions,sweep]
  *                     [--profile] [--log-level info] [--route /static] [--pin true|false] [--latency-rate 1000]
@@ -107,9 +107,11 @@ function parseOptions(argv: string[], env: NodeJS.ProcessEnv): Options {
   };
   return {
     quick,
-    durationSec: num('duration', 10, 3),
-    warmupSec: num('warmup', 3, 1),
-    rounds: num('rounds', 3, 2),
+    // Many short interleaved rounds: on a shared machine the load changes from second to second, and the
+    // median of per-round ratios holds up better than a few long runs.
+    durationSec: num('duration', 5, 3),
+    warmupSec: num('warmup', 2, 1),
+    rounds: num('rounds', 5, 2),
     connections: num('connections', 50, 50),
     stores: list('stores', ['sqlite', 'postgresql', 'redis'] as const),
     sessions: num('sessions', 1_000_000, 100_000),

@@ -44,7 +44,7 @@ class Children<C> {
     const key = values.length === 1 ? values[0]! : values.join('\u0000');
     let child = this.#map.get(key);
     if (child === undefined) {
-      if (this.#map.size >= MAX_CHILDREN) return this.get(this.#labelNames.map(() => OVERFLOW));
+      if (this.#map.size >= MAX_CHILDREN && !values.every((value) => value === OVERFLOW)) return this.get(this.#labelNames.map(() => OVERFLOW));
       child = this.#make(labelObject(this.#labelNames, values));
       this.#map.set(key, child);
     }

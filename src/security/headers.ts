@@ -103,8 +103,7 @@ export function prepareUpstreamHeaders(
       case 'upgrade':
       case 'proxy-authorization':
       case 'authorization':
-      // undici refuses an Expect header; Node already answered any 100-continue towards the browser.
-      case 'expect':
+      case 'expect': // undici refuses it; Node already answered any 100-continue towards the browser.
       case 'host':
       case 'x-forwarded-proto':
       case 'x-forwarded-host':

@@ -3,7 +3,8 @@ import { Writable } from 'node:stream';
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import { buildApp, type BuildOptions, type TokenHandlerApp } from '../../src/app.ts';
 import type { Config } from '../../src/config/types.ts';
-import { createLogger } from '../../src/log.ts';
+import { pino } from 'pino';
+import { createLogger, loggerOptions } from '../../src/log.ts';
 
 export const API = '/token-handler/v1';
 export const CALLBACK_URI = 'http://127.0.0.1/token-handler/v1/clients/default/callback';
@@ -22,8 +23,15 @@ export async function startTokenHandler(config: Config, options: BuildOptions = 
   return { th, app: th.app, base: `${scheme}://127.0.0.1:${port}` };
 }
 
-/** A pino logger configured exactly as in production (log.ts), writing JSON lines into memory. */
-export function memoryLogger(level: Config['logLevel']): { logger: FastifyBaseLogger; text(): string; lines(): Array<Record<string, unknown>> } {
+/**
+ * A pino logger configured exactly as in production (log.ts), writing JSON lines into memory.
+ * `plainPino`: the same options without createLogger's mark, so every line (the per-request one too)
+ * is written by pino itself.
+ */
+export function memoryLogger(
+  level: Config['logLevel'],
+  options: { plainPino?: boolean } = {},
+): { logger: FastifyBaseLogger; text(): string; lines(): Array<Record<string, unknown>> } {
   const chunks: string[] = [];
   const stream = new Writable({
     write(chunk: Buffer | string, _encoding, callback) {
@@ -31,7 +39,8 @@ export function memoryLogger(level: Config['logLevel']): { logger: FastifyBaseLo
       callback();
     },
   });
-  const logger = createLogger({ logLevel: level, isProduction: true }, false, stream) as unknown as FastifyBaseLogger;
+  const config = { logLevel: level, isProduction: true } as const;
+  const logger = (options.plainPino ? pino(loggerOptions(config, false), stream) : createLogger(config, false, stream)) as unknown as FastifyBaseLogger;
   const text = () => chunks.join('');
   return {
     logger,
