@@ -11,6 +11,7 @@ import type { ResponseHeaderPolicy, UpstreamHeaderPolicy } from '../security/hea
 import { parseUpstreamBase, type UpstreamBase } from '../security/paths.ts';
 import { RefreshUnavailableError, SessionEndedError } from '../session/errors.ts';
 import type { ActiveSession } from '../session/model.ts';
+import { NOT_IN_MEMORY } from '../session/service.ts';
 
 export interface TargetPlan {
   target: TargetConfig;
@@ -117,31 +118,42 @@ function loginRequired(clearCookie: boolean, detail: string): Credential {
  * `user` refuses without a live session (401, never a redirect: API calls cannot follow a login);
  * `user-or-none` falls back to anonymous. Refreshes the access token when it is about to expire
  * (single-flight in SessionService). Store failures propagate (the app's error handler answers 503).
+ *
+ * Synchronous when memory has the answer (the cookie was seen before, its session is cached and its
+ * access token is not due for refresh): a browser's steady stream of API calls costs no promise.
  */
-export async function resolveCredential(
+export function resolveCredential(
   ctx: AppContext,
   plan: TargetPlan,
   cookieValue: string | undefined,
   tenant: TenantResolution,
-): Promise<Credential> {
+): Credential | Promise<Credential> {
   const requirement = plan.target.tokenRequirement;
   if (requirement === 'none') return ANONYMOUS;
   // As for the client's own routes: the reverse proxy names the tenant, and it must be one the client serves.
   if (!tenant.ok) return { ok: false, status: tenant.status, error: tenant.error, detail: tenant.detail, clearCookie: false };
   const required = requirement === 'user';
   if (!cookieValue) return required ? loginRequired(false, 'this API needs a logged-in session') : ANONYMOUS;
-  const session = await ctx.sessions.resolve(cookieValue, { clientId: plan.target.clientId, tenant: tenant.tenant });
+  const expect = { clientId: plan.target.clientId, tenant: tenant.tenant };
+  const inMemory = ctx.sessions.resolveInMemory(cookieValue, expect);
+  if (inMemory === NOT_IN_MEMORY) return ctx.sessions.resolve(cookieValue, expect).then((session) => withToken(ctx, session, required));
+  return withToken(ctx, inMemory, required);
+}
+
+/** The credential of a resolved (or missing) session: its current access token, refreshed first if due. */
+function withToken(ctx: AppContext, session: ActiveSession | undefined, required: boolean): Credential | Promise<Credential> {
   // A cookie that no longer resolves (expired, logged out, forged) is cleared.
   if (!session) return required ? loginRequired(true, 'the session has ended; log in again') : ANONYMOUS_CLEAR;
-  let token: string;
-  try {
-    token = await ctx.sessions.accessToken(session);
-  } catch (err) {
-    if (err instanceof SessionEndedError) return required ? loginRequired(true, 'the session has ended; log in again') : ANONYMOUS_CLEAR;
-    if (err instanceof RefreshUnavailableError) {
-      return { ok: false, status: 503, error: 'idp_unavailable', detail: 'the identity provider could not be reached to refresh the access token; try again shortly', clearCookie: false };
-    }
-    throw err;
-  }
-  return { ok: true, token, session, clearCookie: false };
+  const current = ctx.sessions.currentAccessToken(session);
+  if (current !== undefined) return { ok: true, token: current, session, clearCookie: false };
+  return ctx.sessions.accessToken(session).then(
+    (token): Credential => ({ ok: true, token, session, clearCookie: false }),
+    (err: unknown): Credential => {
+      if (err instanceof SessionEndedError) return required ? loginRequired(true, 'the session has ended; log in again') : ANONYMOUS_CLEAR;
+      if (err instanceof RefreshUnavailableError) {
+        return { ok: false, status: 503, error: 'idp_unavailable', detail: 'the identity provider could not be reached to refresh the access token; try again shortly', clearCookie: false };
+      }
+      throw err;
+    },
+  );
 }

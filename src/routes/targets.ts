@@ -19,21 +19,19 @@ import type { Readable } from 'node:stream';
 import { Transform, type TransformCallback } from 'node:stream';
 import { Pool, type Dispatcher } from 'undici';
 import type { AppContext } from '../context.ts';
-import { planTarget, resolveCredential, type TargetPlan } from '../proxy/plan.ts';
+import { planTarget, resolveCredential, type Credential, type TargetPlan } from '../proxy/plan.ts';
 import { checkCsrf, isSafeMethod } from '../security/csrf.ts';
 import { filterResponseHeaders, prepareUpstreamHeaders, type Headers } from '../security/headers.ts';
 import { joinUpstreamPath, rawSubPath } from '../security/paths.ts';
 import { sendProblem } from './problem.ts';
 import { websocketProxy } from './websocket.ts';
 
-/** Per-request proxy state, on a request decoration (stable object shape, no WeakMap). */
+/** Per-request proxy state, handed from the handler to the forwarder and its callbacks. */
 interface ProxyState {
   token: string | undefined;
   startedAt: number;
   bodyTooLarge: boolean;
 }
-const kProxy = Symbol('token-handler.proxy');
-type ProxiedRequest = FastifyRequest & { [kProxy]: ProxyState | null };
 
 /** CORS request headers allowed besides whatever the preflight asks for. */
 const BASE_ALLOW_HEADERS = ['accept', 'accept-language', 'content-language', 'content-type', 'cache-control', 'last-event-id', 'x-requested-with'];
@@ -43,7 +41,6 @@ const COMMON_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTION
 export async function targetRoutes(app: FastifyInstance, opts: { ctx: AppContext }): Promise<void> {
   const { ctx } = opts;
   if (ctx.config.targets.length === 0) return;
-  app.decorateRequest(kProxy, null);
   const plans = ctx.config.targets.map((target) => planTarget(ctx, target));
   for (const plan of plans) {
     await app.register(async (scope) => registerTarget(scope, ctx, plan));
@@ -161,7 +158,14 @@ async function registerTarget(scope: FastifyInstance, ctx: AppContext, plan: Tar
       : sendProblem(reply, 502, 'upstream_unavailable', `target "${target.id}" could not be reached`));
   }
 
-  async function handler(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
+  /** Synchronous unless the session or its token needs the store or the IdP: then a promise of the reply. */
+  function handler(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> | undefined {
+    const result = handle(request, reply);
+    // A sync handler that returns nothing has answered or will answer through `reply` (no promise per request).
+    return result instanceof Promise ? result : undefined;
+  }
+
+  function handle(request: FastifyRequest, reply: FastifyReply): FastifyReply | Promise<FastifyReply> {
     const headers = request.headers;
     const subPath = rawSubPath(request.raw.url ?? '', plan.mountPath);
     if (subPath === undefined) return refuse(request, reply, 400, 'invalid_path', 'the request path is not a plain spelling of the target mount path');
@@ -213,7 +217,14 @@ async function registerTarget(scope: FastifyInstance, ctx: AppContext, plan: Tar
 
     const secure = ctx.cookies.secure(request.protocol === 'https');
     const cookieName = secure ? plan.sessionCookie.secure : plan.sessionCookie.insecure;
-    const credential = await resolveCredential(ctx, plan, request.cookies[cookieName], tenant);
+    const credential = resolveCredential(ctx, plan, request.cookies[cookieName], tenant);
+    const path = joined.path;
+    if (credential instanceof Promise) return credential.then((resolved) => proceed(request, reply, resolved, path, cookieName, secure));
+    return proceed(request, reply, credential, path, cookieName, secure);
+  }
+
+  /** Answers a refused credential, or forwards with it. */
+  function proceed(request: FastifyRequest, reply: FastifyReply, credential: Credential, path: string, cookieName: string, secure: boolean): FastifyReply {
     if (credential.clearCookie) reply.clearCookie(cookieName, ctx.cookies.attributes(secure, { httpOnly: true }));
     if (!credential.ok) {
       if (credential.status === 503) reply.header('retry-after', '5');
@@ -225,12 +236,11 @@ async function registerTarget(scope: FastifyInstance, ctx: AppContext, plan: Tar
     }
 
     const state: ProxyState = { token: credential.token, startedAt: performance.now(), bodyTooLarge: false };
-    (request as ProxiedRequest)[kProxy] = state;
-    if (contentLength === undefined && request.body !== undefined) {
+    if (request.headers['content-length'] === undefined && request.body !== undefined) {
       // A chunked body has no declared size: count it as it streams and stop at the limit.
       request.body = limitBody(request.raw, request.body as Readable, maxBodyBytes, state);
     }
-    return forward(request, reply, joined.path, state);
+    return forward(request, reply, path, state);
   }
 
   function preflight(reply: FastifyReply, origin: string | undefined, requested: string | string[] | undefined): FastifyReply {
