@@ -1,15 +1,12 @@
 /**
- * The API proxy: every configured target is mounted at its mount path and forwarded over an undici
- * pool of its own, the browser's session turned into `Authorization: Bearer <access token>` on the way.
+ * The API proxy: every configured target is mounted at its mount path and forwarded with
+ * @fastify/reply-from over an undici pool of its own, the browser's session turned into
+ * `Authorization: Bearer <access token>` on the way. Headers are rewritten in one pass each way
+ * (src/security/headers.ts). No retries, ever: a proxy must not multiply requests.
  *
- * Forwarding is undici's `request` with the headers rewritten in one pass each way
- * (src/security/headers.ts) and the upstream's body handed to `reply.send` as a stream: what
- * @fastify/reply-from does, without its per-request URL parsing, header copies and retry wrapper (issue
- * #9). No retries, ever: a proxy must not multiply requests.
- *
- * One encapsulated scope per target holds its pool and its body handling: no content-type parsers, only
- * a catch-all that hands the raw request stream on, so bodies stream in both directions and are never
- * buffered.
+ * One encapsulated scope per target holds its reply-from instance (reply-from decorates `reply.from`
+ * once per scope) and its body handling: no content-type parsers, only a catch-all that hands the raw
+ * request stream on, so bodies stream in both directions and are never buffered.
  *
  * Per request, in order (cheapest and most decisive first, nothing forwarded on any refusal):
  * path check → CORS (preflights answered here) → method → body size → CSRF → session/token → forward.
@@ -17,21 +14,24 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods } from 'fastify';
 import type { Readable } from 'node:stream';
 import { Transform, type TransformCallback } from 'node:stream';
-import { Pool, type Dispatcher } from 'undici';
+import replyFrom, { type FastifyReplyFromHooks } from '@fastify/reply-from';
+import { Pool } from 'undici';
 import type { AppContext } from '../context.ts';
 import { planTarget, resolveCredential, type Credential, type TargetPlan } from '../proxy/plan.ts';
 import { checkCsrf, isSafeMethod } from '../security/csrf.ts';
-import { filterResponseHeaders, prepareUpstreamHeaders, type Headers } from '../security/headers.ts';
+import { prepareResponseHeaders, prepareUpstreamHeaders, type Headers } from '../security/headers.ts';
 import { joinUpstreamPath, rawSubPath } from '../security/paths.ts';
 import { sendProblem } from './problem.ts';
 import { websocketProxy } from './websocket.ts';
 
-/** Per-request proxy state, handed from the handler to the forwarder and its callbacks. */
+/** Per-request proxy state, on a request decoration (stable object shape, no WeakMap). */
 interface ProxyState {
   token: string | undefined;
   startedAt: number;
   bodyTooLarge: boolean;
 }
+const kProxy = Symbol('token-handler.proxy');
+type ProxiedRequest = FastifyRequest & { [kProxy]: ProxyState | null };
 
 /** CORS request headers allowed besides whatever the preflight asks for. */
 const BASE_ALLOW_HEADERS = ['accept', 'accept-language', 'content-language', 'content-type', 'cache-control', 'last-event-id', 'x-requested-with'];
@@ -41,6 +41,7 @@ const COMMON_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTION
 export async function targetRoutes(app: FastifyInstance, opts: { ctx: AppContext }): Promise<void> {
   const { ctx } = opts;
   if (ctx.config.targets.length === 0) return;
+  app.decorateRequest(kProxy, null);
   const plans = ctx.config.targets.map((target) => planTarget(ctx, target));
   for (const plan of plans) {
     await app.register(async (scope) => registerTarget(scope, ctx, plan));
@@ -82,81 +83,64 @@ async function registerTarget(scope: FastifyInstance, ctx: AppContext, plan: Tar
     await pool.destroy();
   });
 
+  // reply-from's own default would turn off TLS certificate checks: it gets our pool instead. (Typed
+  // against reply-from's bundled undici 7; our undici 8 Pool has the same request(opts, callback).)
+  await scope.register(replyFrom, { base: plan.base.origin, undici: pool as never, disableRequestLogging: true });
+
   scope.removeAllContentTypeParsers();
   scope.addContentTypeParser('*', (_request, payload, done) => done(null, payload));
 
-  /** Sends the request on to the upstream; the reply follows when the upstream answers (or fails). */
-  function forward(request: FastifyRequest, reply: FastifyReply, path: string, state: ProxyState): FastifyReply {
-    const raw = request.raw;
-    const method = request.method;
-    // Fastify does not read a GET/HEAD body, so none is forwarded: neither may its length be.
-    const bodyless = method === 'GET' || method === 'HEAD';
-    const headers = prepareUpstreamHeaders(
-      request.headers as Headers,
-      plan.upstreamHeaders,
-      state.token,
-      {
-        clientAddress: raw.socket.remoteAddress,
-        proto: publicForwarded?.proto ?? request.protocol,
-        host: publicForwarded?.host ?? request.host,
-      },
-      bodyless,
-    );
-    const url = raw.url ?? '';
-    const query = url.indexOf('?');
-    const body = bodyless ? undefined : (request.body as Readable | undefined);
-    pool.request(
-      { method: method as Dispatcher.HttpMethod, path: query < 0 ? path : path + url.slice(query), headers: headers as Record<string, string | string[]>, body },
-      (err, res) => {
-        if (err) return upstreamFailed(request, reply, state, err);
-        relay(request, reply, state, res);
-      },
-    );
-    return reply;
-  }
-
-  function relay(request: FastifyRequest, reply: FastifyReply, state: ProxyState, res: Dispatcher.ResponseData): void {
-    duration.observe((performance.now() - state.startedAt) / 1000);
-    countResponse(res.statusCode);
-    // The browser went away while the upstream was answering: nothing to send it.
-    if (request.raw.aborted || reply.raw.destroyed) {
-      res.body.destroy();
-      return;
-    }
-    filterResponseHeaders(res.headers as Headers, plan.responseHeaders, (name, value) => {
-      // Our Vary: Origin (set in the handler) stays beside the upstream's.
-      if (name === 'vary' && plan.hasCors) reply.header('vary', `${String(value)}, Origin`);
-      else reply.header(name, value);
-    });
-    // An HTTP/1 connection cannot take another request until this one's body has been read.
-    if (!request.raw.complete) reply.header('connection', 'close');
-    try {
-      reply.code(res.statusCode);
-    } catch {
-      res.body.destroy();
-      request.log.warn({ target: target.id, status: res.statusCode }, 'upstream answered with an invalid status code');
-      void sendProblem(reply, 502, 'upstream_invalid_response', `target "${target.id}" answered with an invalid status code`);
-      return;
-    }
-    void reply.send(res.body);
-  }
-
-  function upstreamFailed(request: FastifyRequest, reply: FastifyReply, state: ProxyState, error: Error): void {
-    duration.observe((performance.now() - state.startedAt) / 1000);
-    if (state.bodyTooLarge && !reply.sent) {
-      countResponse(413);
-      void sendProblem(reply.header('connection', 'close'), 413, 'payload_too_large', `the request body is larger than ${maxBodyBytes} bytes`);
-      return;
-    }
-    const timedOut = isTimeout(error);
-    countResponse(timedOut ? 504 : 502);
-    request.log.warn({ target: target.id, reason: describe(error) }, timedOut ? 'upstream timed out' : 'upstream unavailable');
-    if (reply.sent || reply.raw.destroyed) return;
-    if (!request.raw.complete) reply.header('connection', 'close');
-    void (timedOut
-      ? sendProblem(reply, 504, 'upstream_timeout', `target "${target.id}" did not answer within ${target.timeoutMs} ms`)
-      : sendProblem(reply, 502, 'upstream_unavailable', `target "${target.id}" could not be reached`));
-  }
+  const fromOptions: FastifyReplyFromHooks = {
+    // A proxy must not multiply requests: no retries, also not reply-from's GET-on-503 ones.
+    retryDelay: () => null,
+    rewriteRequestHeaders(request, headers) {
+      const method = request.method;
+      return prepareUpstreamHeaders(
+        headers as Headers,
+        plan.upstreamHeaders,
+        (request as ProxiedRequest)[kProxy]?.token,
+        {
+          clientAddress: request.raw.socket.remoteAddress,
+          proto: publicForwarded?.proto ?? request.protocol,
+          host: publicForwarded?.host ?? request.host,
+        },
+        // Fastify does not read a GET/HEAD body, so none is forwarded: neither may its length be.
+        method === 'GET' || method === 'HEAD',
+      ) as typeof headers;
+    },
+    rewriteHeaders(upstream) {
+      const headers = prepareResponseHeaders(upstream as Headers, plan.responseHeaders) as typeof upstream;
+      // Our Vary: Origin (set in the handler) must survive the upstream's Vary, copied over it after this.
+      if (plan.hasCors) headers.vary = headers.vary ? `${String(headers.vary)}, Origin` : 'Origin';
+      return headers;
+    },
+    onResponse(request, reply, res) {
+      const state = (request as ProxiedRequest)[kProxy];
+      if (state) duration.observe((performance.now() - state.startedAt) / 1000);
+      countResponse(res.statusCode);
+      void reply.send(res.stream);
+    },
+    onError(fromReply, { error }) {
+      // reply-from types its hooks for HTTP/2 servers too; this server is HTTP/1.1.
+      const reply = fromReply as unknown as FastifyReply;
+      const request = reply.request;
+      const state = (request as ProxiedRequest)[kProxy];
+      if (state) duration.observe((performance.now() - state.startedAt) / 1000);
+      if (state?.bodyTooLarge && !reply.sent) {
+        countResponse(413);
+        void sendProblem(reply.header('connection', 'close'), 413, 'payload_too_large', `the request body is larger than ${maxBodyBytes} bytes`);
+        return;
+      }
+      const timedOut = isTimeout(error);
+      countResponse(timedOut ? 504 : 502);
+      request.log.warn({ target: target.id, reason: describe(error) }, timedOut ? 'upstream timed out' : 'upstream unavailable');
+      if (reply.sent) return;
+      if (!request.raw.complete) reply.header('connection', 'close');
+      void (timedOut
+        ? sendProblem(reply, 504, 'upstream_timeout', `target "${target.id}" did not answer within ${target.timeoutMs} ms`)
+        : sendProblem(reply, 502, 'upstream_unavailable', `target "${target.id}" could not be reached`));
+    },
+  };
 
   /** Synchronous unless the session or its token needs the store or the IdP: then a promise of the reply. */
   function handler(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> | undefined {
@@ -236,11 +220,12 @@ async function registerTarget(scope: FastifyInstance, ctx: AppContext, plan: Tar
     }
 
     const state: ProxyState = { token: credential.token, startedAt: performance.now(), bodyTooLarge: false };
+    (request as ProxiedRequest)[kProxy] = state;
     if (request.headers['content-length'] === undefined && request.body !== undefined) {
       // A chunked body has no declared size: count it as it streams and stop at the limit.
       request.body = limitBody(request.raw, request.body as Readable, maxBodyBytes, state);
     }
-    return forward(request, reply, path, state);
+    return reply.from(path, fromOptions);
   }
 
   function preflight(reply: FastifyReply, origin: string | undefined, requested: string | string[] | undefined): FastifyReply {
@@ -297,7 +282,7 @@ function isHeaderList(value: string): boolean {
 
 const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT', 'ETIMEDOUT']);
 
-/** Whether undici's error (or one it wraps) is a timeout rather than a refusal. */
+/** reply-from wraps undici's error; the code that tells a timeout from a refusal is on the cause. */
 function isTimeout(error: Error): boolean {
   for (let e: unknown = error, depth = 0; e instanceof Error && depth < 4; e = e.cause, depth++) {
     const code = (e as { code?: unknown }).code;

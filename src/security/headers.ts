@@ -86,8 +86,7 @@ export function prepareUpstreamHeaders(
   forwarded: ForwardedFacts,
   dropContentLength = false,
 ): Headers {
-  const connection = headers.connection;
-  const listed = connectionListed(connection);
+  const listed = connectionListed(headers.connection);
   const out: Headers = {};
   let forwardedFor: HeaderValue;
   for (const name in headers) {
@@ -153,14 +152,14 @@ function setCookieName(line: string): string {
 }
 
 /**
- * Hands `sink` an upstream response's headers that may go on to the browser, in one pass: hop-by-hop
+ * An upstream response's headers that may go on to the browser, as a new object in one pass: hop-by-hop
  * headers (and every name Connection lists) go; Set-Cookie goes unless the target passes it (and even then
  * a cookie named like ours is dropped, so an upstream cannot overwrite a session); the upstream's CORS
  * headers go, because the browser's CORS partner is this service.
  */
-export function filterResponseHeaders(headers: Readonly<Headers>, policy: ResponseHeaderPolicy, sink: (name: string, value: string | string[] | number) => void): void {
-  const connection = headers.connection;
-  const listed = connectionListed(connection);
+export function prepareResponseHeaders(headers: Readonly<Headers>, policy: ResponseHeaderPolicy): Headers {
+  const listed = connectionListed(headers.connection);
+  const out: Headers = {};
   for (const name in headers) {
     const value = headers[name];
     if (value === undefined || (listed !== undefined && listed.includes(name))) continue;
@@ -177,20 +176,12 @@ export function filterResponseHeaders(headers: Readonly<Headers>, policy: Respon
         if (!policy.passSetCookie) continue;
         const lines = Array.isArray(value) ? value : [String(value)];
         const kept = lines.filter((line) => !policy.isOwnCookie(setCookieName(line)));
-        if (kept.length > 0) sink(name, kept.length === lines.length ? value : kept);
+        if (kept.length > 0) out[name] = kept.length === lines.length ? value : kept;
         continue;
       }
     }
     if (name.length > 15 && name.charCodeAt(0) === 0x61 && name.startsWith('access-control-')) continue;
-    sink(name, value);
-  }
-}
-
-/** `filterResponseHeaders` into a new object. */
-export function prepareResponseHeaders(headers: Readonly<Headers>, policy: ResponseHeaderPolicy): Headers {
-  const out: Headers = {};
-  filterResponseHeaders(headers, policy, (name, value) => {
     out[name] = value;
-  });
+  }
   return out;
 }
