@@ -5,6 +5,7 @@
  *                     [--stores sqlite,postgresql,redis] [--sessions 1000000] [--sweep-sessions 1000000]
  *                     [--login-duration 10] [--login-concurrency 4] [--only proxy,login,sessions,sweep]
  *                     [--profile] [--log-level info] [--route /static] [--pin true|false] [--latency-rate 1000]
+ *                     [--settle-ms 1500]
  *                     [--json bench/results/latest.json]
  *
  * Every flag also reads an environment variable: BENCH_DURATION, BENCH_WARMUP, BENCH_ROUNDS, BENCH_CONNECTIONS,
@@ -24,6 +25,7 @@
 import autocannon from 'autocannon';
 import { Pool } from 'undici';
 import { execFileSync, fork, type ChildProcess } from 'node:child_process';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -67,6 +69,8 @@ interface Options {
    * scheduler leaves it beside the load generator. Default: on with 2+ CPUs and taskset present.
    */
   pin: boolean;
+  /** Idle time before each case's warm-up, ms. */
+  settleMs: number;
   /** Requests per second of the fixed-rate latency measurement (0: none). */
   latencyRate: number;
   /** The upstream route every proxy case requests (below the target): `/static` answers the same bytes whatever the request. */
@@ -123,6 +127,7 @@ function parseOptions(argv: string[], env: NodeJS.ProcessEnv): Options {
     logLevel: get('log-level') ?? 'info',
     route: get('route') ?? '/static',
     latencyRate: get('latency-rate') === '0' ? 0 : num('latency-rate', 1000, 1000),
+    settleMs: num('settle-ms', 1500, 1000),
     pin: get('pin') === undefined ? cpus().length >= 2 && canSetAffinity() : bool('pin'),
     json: get('json') ?? join(HERE, 'results', 'latest.json'),
     compareRoot: get('compare-root'),
@@ -359,7 +364,12 @@ async function proxyBenchmark(
   const atRate = new Map<CaseName, LoadResult[]>(cases.map((c) => [c.name, []]));
   const rss = new Map<CaseName, number>();
   for (let r = 0; r < options.rounds; r += 1) {
-    for (const c of cases) {
+    // Each round starts one case further on: a process still cleaning up after its load (GC of what the
+    // load left, closing sockets) slows whichever case runs next on the same CPU, so no case may always
+    // follow the same one. A pause between cases lets that cleanup finish.
+    for (let k = 0; k < cases.length; k += 1) {
+      const c = cases[(r + k) % cases.length]!;
+      await sleep(options.settleMs);
       await load(c.url, c.headers, options.connections, options.warmupSec, false);
       const cpuBefore = c.child ? await c.child.cpu() : 0;
       const result = await load(c.url, c.headers, options.connections, options.durationSec, true);

@@ -9,12 +9,14 @@ import { destination, type DestinationStream } from 'pino';
  * longer than the current turn, and whatever is pending is written when the process exits.
  */
 export class TurnBatchedStdout implements DestinationStream {
-  readonly #out = destination({ dest: 1, sync: true });
+  readonly #out: ReturnType<typeof destination>;
   #pending = '';
   #scheduled = false;
   readonly #flushOnExit = (): void => this.flush();
 
-  constructor() {
+  /** `fd`: stdout unless told otherwise (the micro-benchmark writes to /dev/null). */
+  constructor(fd = 1) {
+    this.#out = destination({ dest: fd, sync: true });
     process.once('exit', this.#flushOnExit);
   }
 
