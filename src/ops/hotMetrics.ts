@@ -60,6 +60,36 @@ class Children<C> {
   }
 }
 
+/** What the counter and the histogram share: identity, children, and registration with prom-client registries. */
+abstract class HotMetric<T extends string, C> {
+  abstract readonly type: Exported['type'];
+  readonly aggregator = 'sum';
+  readonly name: string;
+  readonly help: string;
+  readonly labelNames: readonly T[];
+  protected readonly children: Children<C>;
+
+  constructor(name: string, help: string, labelNames: readonly T[], registers: Registry[], make: (labels: Record<string, string>) => C) {
+    this.name = name;
+    this.help = help;
+    this.labelNames = labelNames;
+    this.children = new Children(labelNames, make);
+    // prom-client's Registry reads `name`, `help`, `type`, `aggregator` and `get()`.
+    for (const registry of registers) registry.registerMetric(this as unknown as Metric);
+  }
+
+  /** The child of these label values (in `labelNames` order); keep it for the hot path. */
+  labels(...values: string[]): C {
+    return this.children.get(values);
+  }
+
+  abstract get(): Promise<Exported>;
+
+  reset(): void {
+    this.children.clear();
+  }
+}
+
 export class CounterChild {
   value = 0;
   readonly labels: Record<string, string>;
@@ -73,40 +103,22 @@ export class CounterChild {
   }
 }
 
-export class HotCounter<T extends string> {
+export class HotCounter<T extends string> extends HotMetric<T, CounterChild> {
   readonly type = 'counter';
-  readonly aggregator = 'sum';
-  readonly name: string;
-  readonly help: string;
-  readonly labelNames: readonly T[];
-  readonly #children: Children<CounterChild>;
 
   constructor(name: string, help: string, labelNames: readonly T[], registers: Registry[]) {
-    this.name = name;
-    this.help = help;
-    this.labelNames = labelNames;
-    this.#children = new Children(labelNames, (labels) => new CounterChild(labels));
-    // prom-client's Registry reads `name`, `help`, `type`, `aggregator` and `get()`.
-    for (const registry of registers) registry.registerMetric(this as unknown as Metric);
-  }
-
-  labels(...values: string[]): CounterChild {
-    return this.#children.get(values);
+    super(name, help, labelNames, registers, (labels) => new CounterChild(labels));
   }
 
   /** As prom-client's `inc({ label: value })`, for callers off the hot path. */
   inc(labels: Record<T, string>, by = 1): void {
-    this.#children.get(this.labelNames.map((name) => labels[name])).inc(by);
+    this.children.get(this.labelNames.map((name) => labels[name])).inc(by);
   }
 
   async get(): Promise<Exported> {
     const values: Exported['values'] = [];
-    for (const child of this.#children.values()) values.push({ labels: child.labels, value: child.value });
+    for (const child of this.children.values()) values.push({ labels: child.labels, value: child.value });
     return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values };
-  }
-
-  reset(): void {
-    this.#children.clear();
   }
 }
 
@@ -136,33 +148,20 @@ export class HistogramChild {
   }
 }
 
-export class HotHistogram<T extends string> {
+export class HotHistogram<T extends string> extends HotMetric<T, HistogramChild> {
   readonly type = 'histogram';
-  readonly aggregator = 'sum';
-  readonly name: string;
-  readonly help: string;
-  readonly labelNames: readonly T[];
-  readonly #children: Children<HistogramChild>;
   readonly #bounds: readonly number[];
 
   constructor(name: string, help: string, labelNames: readonly T[], buckets: readonly number[], registers: Registry[]) {
-    this.name = name;
-    this.help = help;
-    this.labelNames = labelNames;
     const bounds = [...buckets].sort((a, b) => a - b);
+    super(name, help, labelNames, registers, (labels) => new HistogramChild(labels, bounds));
     this.#bounds = bounds;
-    this.#children = new Children(labelNames, (labels) => new HistogramChild(labels, bounds));
-    for (const registry of registers) registry.registerMetric(this as unknown as Metric);
-  }
-
-  labels(...values: string[]): HistogramChild {
-    return this.#children.get(values);
   }
 
   async get(): Promise<Exported> {
     const values: Exported['values'] = [];
     const bucketName = `${this.name}_bucket`;
-    for (const child of this.#children.values()) {
+    for (const child of this.children.values()) {
       const labels = child.labels;
       let cumulative = 0;
       const bounds = this.#bounds;
@@ -175,9 +174,5 @@ export class HotHistogram<T extends string> {
       values.push({ metricName: `${this.name}_count`, labels, value: child.count });
     }
     return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values };
-  }
-
-  reset(): void {
-    this.#children.clear();
   }
 }

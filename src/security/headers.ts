@@ -7,11 +7,11 @@
 export type HeaderValue = string | string[] | number | undefined;
 export type Headers = Record<string, HeaderValue>;
 
-/*
- * Hop-by-hop headers, never passed on in either direction: RFC 9110 §7.6.1's connection-specific ones
- * (Connection, Keep-Alive, TE, Trailer, Transfer-Encoding, Upgrade), the legacy Proxy-Connection, and
- * every name the Connection header lists.
+/**
+ * Hop-by-hop headers, never passed on in either direction: RFC 9110 §7.6.1's connection-specific ones and
+ * the legacy Proxy-Connection; every name the Connection header lists goes too.
  */
+const HOP_BY_HOP: ReadonlySet<string> = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
 
 /** What a target's upstream requests get, decided once at startup. */
 export interface UpstreamHeaderPolicy {
@@ -91,15 +91,8 @@ export function prepareUpstreamHeaders(
   let forwardedFor: HeaderValue;
   for (const name in headers) {
     const value = headers[name];
-    if (value === undefined || (listed !== undefined && listed.includes(name))) continue;
+    if (value === undefined || HOP_BY_HOP.has(name) || (listed !== undefined && listed.includes(name))) continue;
     switch (name) {
-      case 'connection':
-      case 'keep-alive':
-      case 'proxy-connection':
-      case 'te':
-      case 'trailer':
-      case 'transfer-encoding':
-      case 'upgrade':
       case 'proxy-authorization':
       case 'authorization':
       case 'expect': // undici refuses it; Node already answered any 100-continue towards the browser.
@@ -162,23 +155,13 @@ export function prepareResponseHeaders(headers: Readonly<Headers>, policy: Respo
   const out: Headers = {};
   for (const name in headers) {
     const value = headers[name];
-    if (value === undefined || (listed !== undefined && listed.includes(name))) continue;
-    switch (name) {
-      case 'connection':
-      case 'keep-alive':
-      case 'proxy-connection':
-      case 'te':
-      case 'trailer':
-      case 'transfer-encoding':
-      case 'upgrade':
-        continue;
-      case 'set-cookie': {
-        if (!policy.passSetCookie) continue;
-        const lines = Array.isArray(value) ? value : [String(value)];
-        const kept = lines.filter((line) => !policy.isOwnCookie(setCookieName(line)));
-        if (kept.length > 0) out[name] = kept.length === lines.length ? value : kept;
-        continue;
-      }
+    if (value === undefined || HOP_BY_HOP.has(name) || (listed !== undefined && listed.includes(name))) continue;
+    if (name === 'set-cookie') {
+      if (!policy.passSetCookie) continue;
+      const lines = Array.isArray(value) ? value : [String(value)];
+      const kept = lines.filter((line) => !policy.isOwnCookie(setCookieName(line)));
+      if (kept.length > 0) out[name] = kept.length === lines.length ? value : kept;
+      continue;
     }
     if (name.length > 15 && name.charCodeAt(0) === 0x61 && name.startsWith('access-control-')) continue;
     out[name] = value;
