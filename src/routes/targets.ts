@@ -33,6 +33,9 @@ interface ProxyState {
 const kProxy = Symbol('token-handler.proxy');
 type ProxiedRequest = FastifyRequest & { [kProxy]: ProxyState | null };
 
+/** Upstream bodies of a declared length up to this are collected and sent as one Buffer. */
+const BUFFER_BELOW_BYTES = 16 * 1024;
+
 /** CORS request headers allowed besides whatever the preflight asks for. */
 const BASE_ALLOW_HEADERS = ['accept', 'accept-language', 'content-language', 'content-type', 'cache-control', 'last-event-id', 'x-requested-with'];
 const PREFLIGHT_MAX_AGE_SEC = '600';
@@ -90,6 +93,29 @@ async function registerTarget(scope: FastifyInstance, ctx: AppContext, plan: Tar
   scope.removeAllContentTypeParsers();
   scope.addContentTypeParser('*', (_request, payload, done) => done(null, payload));
 
+  /**
+   * Reads a small upstream body of declared `length` and sends it as one Buffer. An upstream that fails
+   * before the body is complete gets the browser a 502, never a truncated 200.
+   */
+  function relayBuffered(request: FastifyRequest, reply: FastifyReply, body: Readable, length: number): void {
+    const chunks: Buffer[] = [];
+    let received = 0;
+    body.on('data', (chunk: Buffer) => {
+      received += chunk.length;
+      chunks.push(chunk);
+    });
+    body.once('end', () => {
+      void reply.send(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, received));
+    });
+    body.once('error', (err: Error) => {
+      request.log.warn({ target: target.id, reason: describe(err), expected: length, received }, 'upstream response body failed');
+      if (reply.sent || reply.raw.headersSent) return;
+      // Headers copied from the upstream (its Content-Length among them) do not describe this answer.
+      reply.removeHeader('content-length').removeHeader('content-type').removeHeader('content-encoding');
+      void sendProblem(reply.header('connection', 'close'), 502, 'upstream_unavailable', `target "${target.id}" failed while sending its response`);
+    });
+  }
+
   const fromOptions: FastifyReplyFromHooks = {
     // A proxy must not multiply requests: no retries, also not reply-from's GET-on-503 ones.
     retryDelay: () => null,
@@ -118,6 +144,14 @@ async function registerTarget(scope: FastifyInstance, ctx: AppContext, plan: Tar
       const state = (request as ProxiedRequest)[kProxy];
       if (state) duration.observe((performance.now() - state.startedAt) / 1000);
       countResponse(res.statusCode);
+      // reply-from types the upstream response for HTTP/2 too; with undici it carries the headers it got.
+      const length = Number((res as unknown as { headers: Record<string, unknown> }).headers['content-length']);
+      if (request.method !== 'HEAD' && length > 0 && length <= BUFFER_BELOW_BYTES) {
+        // A small body of known size goes out as one Buffer: streamed through Fastify, undici's body
+        // stream left several times the garbage (bench/RESULTS.md).
+        relayBuffered(request as unknown as FastifyRequest, reply as unknown as FastifyReply, res.stream as Readable, length);
+        return;
+      }
       void reply.send(res.stream);
     },
     onError(fromReply, { error }) {
