@@ -14,6 +14,11 @@ function rawUpstream(): Promise<Server> {
   const server = createServer((socket: Socket) => {
     socket.once('data', (data: Buffer) => {
       const path = data.toString('latin1').split(' ')[1] ?? '/';
+      if (path === '/not-modified') {
+        // A 304 may state the length of the representation it does not send.
+        socket.write('HTTP/1.1 304 Not Modified\r\netag: "v1"\r\ncontent-length: 1234\r\n\r\n');
+        return;
+      }
       if (path === '/short') {
         // Promises 100 bytes, sends 10, then closes.
         socket.end('HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 100\r\n\r\n0123456789');
@@ -51,6 +56,13 @@ describe('small upstream bodies', () => {
     const text = await res.text();
     expect(res.headers.get('content-length')).toBe(String(Buffer.byteLength(text)));
     expect(JSON.parse(text)).toMatchObject({ ok: true, path: '/pieces' });
+  });
+
+  it('a 304 that states a length passes as a 304, without waiting for a body', async () => {
+    const res = await fetch(`${app.base}/token-handler/v1/targets/raw/not-modified`, { headers: { 'if-none-match': '"v1"' }, signal: AbortSignal.timeout(3000) });
+    expect(res.status).toBe(304);
+    expect(res.headers.get('etag')).toBe('"v1"');
+    expect(await res.text()).toBe('');
   });
 
   it('cut short by the upstream: 502, not a truncated 200', async () => {
