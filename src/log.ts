@@ -127,6 +127,15 @@ export function redactUrl(url: string): string {
   return changed ? `${url.slice(0, q)}?${params.toString()}` : url;
 }
 
+/**
+ * A request URL as it may appear in a log line: secret query values redacted, JWT- and bearer-shaped
+ * credentials anywhere in it scrubbed; undefined for anything but a string. The `req` serializer below
+ * and the directly written request line (src/ops/requestLog.ts) both use it, so the two stay equal.
+ */
+export function logSafeUrl(url: unknown): string | undefined {
+  return typeof url === 'string' ? scrubCredentials(redactUrl(url)) : undefined;
+}
+
 export function loggerOptions(config: Pick<Config, 'logLevel' | 'isProduction'>, pretty: boolean): LoggerOptions {
   const options: LoggerOptions = {
     level: config.logLevel,
@@ -143,7 +152,7 @@ export function loggerOptions(config: Pick<Config, 'logLevel' | 'isProduction'>,
         // Defensive: a serializer that throws would lose the whole line (and the caller's log call).
         return {
           method: req.method,
-          url: typeof req.url === 'string' ? scrubCredentials(redactUrl(req.url)) : undefined,
+          url: logSafeUrl(req.url),
           host: req.host,
           remoteAddress: req.ip,
         };

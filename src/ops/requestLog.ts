@@ -1,6 +1,6 @@
 import { LogController, type FastifyBaseLogger, type FastifyReply, type FastifyRequest } from 'fastify';
 import { symbols } from 'pino';
-import { kAccessLineFormat, redactUrl, scrubCredentials } from '../log.ts';
+import { kAccessLineFormat, logSafeUrl } from '../log.ts';
 
 /** pino's internals the fast path reads; all public through `pino.symbols`. */
 interface PinoInternals {
@@ -56,7 +56,7 @@ export function writeCompletedLine(log: FastifyBaseLogger, request: FastifyReque
   const stream = pino[symbols.streamSym];
   // pino.multistream wants each line's level and object beside it: leave those to pino.
   if (stream[symbols.needsMetadataGsym] === true) return false;
-  const url = typeof request.url === 'string' ? scrubCredentials(redactUrl(request.url)) : undefined;
+  const url = logSafeUrl(request.url);
   stream.write(
     `${pino[symbols.lsCacheSym][INFO]}${pino[symbols.timeSym]()}${pino[symbols.chindingsSym]}` +
       `,"req":{"method":${JSON.stringify(request.method)}${field('url', url)}${field('host', request.host)}${field('remoteAddress', request.ip)}}` +
