@@ -12,12 +12,11 @@ export class TurnBatchedStdout implements DestinationStream {
   readonly #out: ReturnType<typeof destination>;
   #pending = '';
   #scheduled = false;
-  readonly #flushOnExit = (): void => this.flush();
 
   /** `fd`: stdout unless told otherwise (the micro-benchmark writes to /dev/null). */
   constructor(fd = 1) {
     this.#out = destination({ dest: fd, sync: true });
-    process.once('exit', this.#flushOnExit);
+    flushOnExit(this);
   }
 
   write(line: string): void {
@@ -40,4 +39,25 @@ export class TurnBatchedStdout implements DestinationStream {
     this.#pending = '';
     this.#out.write(lines);
   }
+}
+
+/**
+ * Every live instance, flushed by one `exit` listener for all: a listener per instance would keep each
+ * instance (and its logger's app) alive for the life of the process, and pass Node's listener limit
+ * where many apps are built, as in tests. Instances are held weakly; one with lines pending is kept
+ * alive by its scheduled flush anyway.
+ */
+const live = new Set<WeakRef<TurnBatchedStdout>>();
+const forget = new FinalizationRegistry<WeakRef<TurnBatchedStdout>>((ref) => live.delete(ref));
+let exitListener = false;
+
+function flushOnExit(instance: TurnBatchedStdout): void {
+  const ref = new WeakRef(instance);
+  live.add(ref);
+  forget.register(instance, ref);
+  if (exitListener) return;
+  exitListener = true;
+  process.once('exit', () => {
+    for (const each of live) each.deref()?.flush();
+  });
 }
