@@ -43,7 +43,7 @@ async function startBare(upstream: string): Promise<{ app: FastifyInstance; clea
   const origin = new URL(upstream).origin;
   // The same pool settings as a token-handler target (test/support/config.ts testTarget).
   const pool = new Pool(origin, { connections: 128, keepAliveTimeout: 60_000, keepAliveMaxTimeout: 600_000, pipelining: 1 });
-  await app.register(replyFrom, { base: origin, undici: pool as never });
+  await app.register(replyFrom, { base: origin, undici: pool });
   app.get(`${TARGET_PATH}/*`, (request, reply) => reply.from(`/${(request.params as { '*': string })['*']}`));
   return { app, cleanup: async () => pool.destroy() };
 }
