@@ -35,7 +35,7 @@ import { createBrowser } from '../test/support/http.ts';
 import { loginAtDevIdp } from '../test/support/login.ts';
 import type { FixturesReady } from './fixtures.ts';
 import { measureSessions, sessionsTable, type SessionsResult } from './sessions.ts';
-import type { StoreKind, SubjectReady, SubjectSpec } from './subject.ts';
+import type { GcStats, StoreKind, SubjectReady, SubjectSpec } from './subject.ts';
 import { runSweepBenchmark, sweepTable, type SweepBenchmarkResult } from './sweep.ts';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -146,6 +146,9 @@ interface Child<T> {
   rss(): Promise<number>;
   /** CPU time (user + system) the child has used, µs. */
   cpu(): Promise<number>;
+  /** Starts recording the child's garbage collections; `gcStop` ends it and sums them up. */
+  gcStart(): Promise<void>;
+  gcStop(): Promise<GcStats>;
   stop(): Promise<void>;
 }
 
@@ -176,21 +179,24 @@ async function startChild<T extends { type: 'ready' }>(script: string, args: str
       }
     });
   });
-  const ask = (type: 'rss' | 'cpu', field: 'rss' | 'micros') =>
-    new Promise<number>((resolve) => {
-      const onMessage = (message: { type?: string; rss?: number; micros?: number }) => {
+  const request = <R>(type: 'rss' | 'cpu' | 'gc-start' | 'gc-stop', pick: (message: Record<string, unknown>) => R) =>
+    new Promise<R>((resolve) => {
+      const onMessage = (message: Record<string, unknown>) => {
         if (message.type !== type) return;
         child.off('message', onMessage);
-        resolve(message[field] ?? 0);
+        resolve(pick(message));
       };
       child.on('message', onMessage);
       child.send(type);
     });
+  const ask = (type: 'rss' | 'cpu', field: 'rss' | 'micros') => request(type, (message) => Number(message[field] ?? 0));
   return {
     process: child,
     ready,
     rss: () => ask('rss', 'rss'),
     cpu: () => ask('cpu', 'micros'),
+    gcStart: () => request('gc-start', () => undefined),
+    gcStop: () => request('gc-stop', (message) => message.gc as GcStats),
     stop: () =>
       new Promise<void>((resolve) => {
         if (child.exitCode !== null) return resolve();
@@ -218,6 +224,8 @@ export interface LoadResult {
   p999Ms: number;
   /** CPU time the subject process spent per request, µs (robust to other load on the machine). */
   cpuUsPerRequest?: number;
+  /** The subject's garbage collections during the load (fixed-rate phase only). */
+  gc?: GcStats;
 }
 
 const round = (n: number, digits = 2): number => Math.round(n * 10 ** digits) / 10 ** digits;
@@ -337,7 +345,21 @@ export interface ProxyCaseResult extends LoadResult {
    * spends in the proxy, not in a queue; medians over rounds, added = median of per-round differences
    * from the bare proxy.
    */
-  atRate: { rate: number; p50Ms: number; p99Ms: number; p999Ms: number; addedP50Ms: number | null; addedP99Ms: number | null; rounds: LoadResult[] } | null;
+  atRate: {
+    rate: number;
+    p50Ms: number;
+    p99Ms: number;
+    p999Ms: number;
+    addedP50Ms: number | null;
+    addedP99Ms: number | null;
+    /** Medians over rounds of the subject's scavenge pauses (mean, longest) and MB promoted per 10,000 requests. */
+    scavengeMeanMs: number | null;
+    /** Median over rounds of the subject's own event-loop delay p99 (its stalls, whatever the network adds). */
+    loopDelayP99Ms: number | null;
+    scavengeMaxMs: number | null;
+    promotedMbPer10k: number | null;
+    rounds: LoadResult[];
+  } | null;
 }
 
 async function login(base: string): Promise<string> {
@@ -385,9 +407,12 @@ async function proxyBenchmark(
       perRound.get(c.name)!.push(result);
       log(`[proxy] round ${r + 1}/${options.rounds} ${c.name}: ${result.rps} req/s, ${result.cpuUsPerRequest ?? '–'} CPU µs/req, p50 ${result.p50Ms} ms, p99 ${result.p99Ms} ms, non-2xx ${result.non2xx}, errors ${result.errors}`);
       if (options.latencyRate > 0) {
+        if (c.child) await c.child.gcStart();
         const fixed = await fixedRateLoad(c.url, c.headers, options.connections, options.durationSec, options.latencyRate);
+        if (c.child) fixed.gc = await c.child.gcStop();
         atRate.get(c.name)!.push(fixed);
-        log(`[proxy] round ${r + 1}/${options.rounds} ${c.name} at ${options.latencyRate} req/s: p50 ${fixed.p50Ms} ms, p99 ${fixed.p99Ms} ms, p99.9 ${fixed.p999Ms} ms, non-2xx ${fixed.non2xx}, errors ${fixed.errors}`);
+        const gc = fixed.gc ? `, scavenges ${fixed.gc.scavenges} (mean ${fixed.gc.scavengeMeanMs} ms, max ${fixed.gc.scavengeMaxMs} ms), promoted ${fixed.gc.promotedMb} MB, mark-compacts ${fixed.gc.markCompacts} (${fixed.gc.markCompactMs} ms), loop delay p99 ${fixed.gc.loopDelayP99Ms} ms, max ${fixed.gc.loopDelayMaxMs} ms` : '';
+        log(`[proxy] round ${r + 1}/${options.rounds} ${c.name} at ${options.latencyRate} req/s: p50 ${fixed.p50Ms} ms, p99 ${fixed.p99Ms} ms, p99.9 ${fixed.p999Ms} ms, non-2xx ${fixed.non2xx}, errors ${fixed.errors}${gc}`);
       }
     }
   }
@@ -426,6 +451,17 @@ async function proxyBenchmark(
   });
 }
 
+function gcSummary(rounds: LoadResult[]): { scavengeMeanMs: number | null; scavengeMaxMs: number | null; promotedMbPer10k: number | null; loopDelayP99Ms: number | null } {
+  const withGc = rounds.filter((x) => x.gc !== undefined);
+  if (withGc.length === 0) return { scavengeMeanMs: null, scavengeMaxMs: null, promotedMbPer10k: null, loopDelayP99Ms: null };
+  return {
+    loopDelayP99Ms: round(median(withGc.map((x) => x.gc!.loopDelayP99Ms)), 2),
+    scavengeMeanMs: round(median(withGc.map((x) => x.gc!.scavengeMeanMs)), 2),
+    scavengeMaxMs: round(median(withGc.map((x) => x.gc!.scavengeMaxMs)), 2),
+    promotedMbPer10k: round(median(withGc.map((x) => (x.gc!.promotedMb / Math.max(1, x.requests)) * 10_000)), 2),
+  };
+}
+
 function summariseAtRate(rate: number, rounds: LoadResult[], bare: LoadResult[]): ProxyCaseResult['atRate'] {
   if (rate <= 0 || rounds.length === 0) return null;
   const paired = bare.length === rounds.length;
@@ -436,6 +472,7 @@ function summariseAtRate(rate: number, rounds: LoadResult[], bare: LoadResult[])
     p999Ms: round(median(rounds.map((x) => x.p999Ms)), 3),
     addedP50Ms: paired ? round(median(rounds.map((x, i) => x.p50Ms - bare[i]!.p50Ms)), 3) : null,
     addedP99Ms: paired ? round(median(rounds.map((x, i) => x.p99Ms - bare[i]!.p99Ms)), 3) : null,
+    ...gcSummary(rounds),
     rounds,
   };
 }
@@ -518,14 +555,15 @@ function proxyTable(rows: ProxyCaseResult[], connections: number): string {
   if (fixed.length > 0) {
     lines.push(
       '',
-      `| case at a fixed ${fixed[0]!.atRate!.rate} req/s (${connections} connections) | p50 ms | p99 ms | p99.9 ms | added p50 ms | added p99 ms | non-2xx / errors |`,
-      '|---|---:|---:|---:|---:|---:|---:|',
+      `| case at a fixed ${fixed[0]!.atRate!.rate} req/s (${connections} connections) | p50 ms | p99 ms | p99.9 ms | added p50 ms | added p99 ms | proxy's loop delay p99 ms | scavenge pause mean / max ms | MB promoted per 10k requests | non-2xx / errors |`,
+      '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
     );
     for (const r of fixed) {
       const a = r.atRate!;
       const non2xx = a.rounds.reduce((n, x) => n + x.non2xx, 0);
       const errors = a.rounds.reduce((n, x) => n + x.errors, 0);
-      lines.push(`| ${r.case} | ${a.p50Ms} | ${a.p99Ms} | ${a.p999Ms} | ${a.addedP50Ms ?? '–'} | ${a.addedP99Ms ?? '–'} | ${non2xx} / ${errors} |`);
+      const gc = a.scavengeMeanMs === null ? '–' : `${a.scavengeMeanMs} / ${a.scavengeMaxMs}`;
+      lines.push(`| ${r.case} | ${a.p50Ms} | ${a.p99Ms} | ${a.p999Ms} | ${a.addedP50Ms ?? '–'} | ${a.addedP99Ms ?? '–'} | ${a.loopDelayP99Ms ?? '–'} | ${gc} | ${a.promotedMbPer10k ?? '–'} | ${non2xx} / ${errors} |`);
     }
   }
   return lines.join('\n');

@@ -1,9 +1,10 @@
 /**
- * Session resolution cost against a store holding 10,000 and then N (default 1,000,000) sessions, and the
- * process memory 10,000 live sessions take. In-process (no HTTP): `SessionService.resolve` with the
- * resolved-session cache off, so every lookup reaches the store, timed one at a time over a fixed set of
- * probe sessions (real ids, sealed cookies, encrypted payloads) spread over the key space; the filler
- * sessions have random id hashes too, so the probes sit among them as real sessions would.
+ * Session resolution cost with 10,000 and with N (default 1,000,000) sessions in the store, and the process
+ * memory 10,000 live sessions take. In-process (no HTTP): `SessionService.resolve` with the resolved-session
+ * cache off, so every lookup reaches the store, timed one at a time over a fixed set of probe sessions (real
+ * ids, sealed cookies, encrypted payloads); the filler sessions have random id hashes too, so the probes sit
+ * among them as real sessions would. The two sizes are two stores side by side (SQLite files, PostgreSQL
+ * schemas, Redis databases 1 and 0), timed in alternating passes.
  *
  *   node bench/sessions.ts [--sessions 1000000] [--stores sqlite,postgresql,redis]   (or via bench/run.ts)
  */
@@ -197,28 +198,45 @@ async function fill(kind: StoreKind, target: { file?: string; pgUrl?: string; sc
   }
 }
 
-async function measureLookups(store: SessionStore, probes: Probe[], lookups: number, sessions: number): Promise<LookupCost> {
-  // A fresh service (and sealer) per size: no state carried over between the two measurements.
+interface LookupSamples {
+  resolveUs: number[];
+  getUs: number[];
+}
+
+/** A service over `store` with its resolved-session cache off, warmed up on a few of the probes. */
+async function lookupService(store: SessionStore, probes: Probe[]): Promise<SessionService> {
   const sessionsService = service(store, 0);
-  const sample = probes.slice(0, Math.min(probes.length, lookups));
-  const resolveUs: number[] = [];
-  const getUs: number[] = [];
-  // Warm-up pass, then one timed pass of each, shuffled.
-  for (const p of sample.slice(0, 200)) await sessionsService.resolve(p.cookie, { clientId: CLIENT, tenant: null });
-  const order = [...sample].sort(() => Math.random() - 0.5);
-  for (const p of order) {
+  for (const p of probes.slice(0, 200)) await sessionsService.resolve(p.cookie, { clientId: CLIENT, tenant: null });
+  return sessionsService;
+}
+
+/** Times `sample` lookups, in the order given, into `into`: the full resolve, then the store's get alone. */
+async function timeLookups(sessionsService: SessionService, store: SessionStore, sample: Probe[], into: LookupSamples): Promise<void> {
+  for (const p of sample) {
     const t0 = performance.now();
     const s = await sessionsService.resolve(p.cookie, { clientId: CLIENT, tenant: null });
-    resolveUs.push((performance.now() - t0) * 1000);
+    into.resolveUs.push((performance.now() - t0) * 1000);
     if (!s) throw new Error('a probe session did not resolve');
     const t1 = performance.now();
     await store.get(p.idHash);
-    getUs.push((performance.now() - t1) * 1000);
+    into.getUs.push((performance.now() - t1) * 1000);
   }
-  resolveUs.sort((a, b) => a - b);
-  getUs.sort((a, b) => a - b);
+}
+
+function lookupCost(samples: LookupSamples, sessions: number): LookupCost {
+  const resolveUs = [...samples.resolveUs].sort((a, b) => a - b);
+  const getUs = [...samples.getUs].sort((a, b) => a - b);
   return { sessions, resolveP50Us: round(percentile(resolveUs, 50)), resolveP99Us: round(percentile(resolveUs, 99)), getP50Us: round(percentile(getUs, 50)), getP99Us: round(percentile(getUs, 99)) };
 }
+
+const shuffled = <T>(xs: T[]): T[] => {
+  const out = [...xs];
+  for (let i = out.length - 1; i > 0; i -= 1) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [out[i], out[j]] = [out[j]!, out[i]!];
+  }
+  return out;
+};
 
 async function storeBytes(kind: StoreKind, target: { file?: string; pgUrl?: string; schema?: string; redisUrl?: string }): Promise<number> {
   if (kind === 'sqlite') {
@@ -247,24 +265,33 @@ async function storeBytes(kind: StoreKind, target: { file?: string; pgUrl?: stri
   return Number(/used_memory:(\d+)/.exec(info)?.[1] ?? 0);
 }
 
-async function measureStore(kind: StoreKind, options: SessionsOptions): Promise<{ result: SessionsStoreResult; store: SessionStore; probes: Probe[]; cleanup: () => Promise<void> }> {
+interface OpenedStore {
+  store: SessionStore;
+  target: { file: string; pgUrl: string; schema: string; redisUrl: string; store: SessionStore };
+  namespace: string;
+  cleanup: () => Promise<void>;
+}
+
+/**
+ * A store in a namespace of its own: a SQLite file, a PostgreSQL schema, or for Redis a key prefix in the
+ * given logical database (a Redis database is one hash table whatever the prefixes: the small store gets a
+ * database of its own so that its lookups do not run in the large one's table).
+ */
+async function openStore(kind: StoreKind, options: SessionsOptions, redisDb: number): Promise<OpenedStore> {
   const namespace = randomBytes(4).toString('hex');
-  const now = Date.now();
-  const probesCount = options.probes ?? 10_000;
-  const lookups = options.lookups ?? 3000;
   const dir = mkdtempSync(join(tmpdir(), 'th-bench-sessions-'));
   const file = join(dir, 'sessions.db');
   const schema = `th_bench_sessions_${namespace}`;
   const keyPrefix = `th-bench-sessions:${namespace}:`;
+  const redisUrl = new URL(options.redisUrl);
+  redisUrl.pathname = `/${redisDb}`;
   const store =
     kind === 'sqlite'
       ? createSqliteStore({ path: file, onError: () => {} })
       : kind === 'postgresql'
         ? createPostgresStore({ connectionString: options.postgresUrl, schema, onError: () => {} })
-        : createRedisStore({ url: options.redisUrl, keyPrefix, onError: () => {}, commandTimeoutMs: 30_000 });
+        : createRedisStore({ url: redisUrl.href, keyPrefix, onError: () => {}, commandTimeoutMs: 30_000 });
   await store.migrate();
-  const target = { file, pgUrl: options.postgresUrl, schema, redisUrl: options.redisUrl, store };
-  const redisBefore = kind === 'redis' ? await storeBytes(kind, target) : 0;
   const cleanup = async () => {
     await store.close();
     rmSync(dir, { recursive: true, force: true });
@@ -274,29 +301,66 @@ async function measureStore(kind: StoreKind, options: SessionsOptions): Promise<
       await admin.query(`drop schema if exists "${schema}" cascade`);
       await admin.end();
     } else if (kind === 'redis') {
-      const admin = new Redis(options.redisUrl);
+      const admin = new Redis(redisUrl.href);
       for await (const keys of admin.scanStream({ match: `${keyPrefix}*`, count: 5000 }) as AsyncIterable<string[]>) {
         if (keys.length > 0) await admin.unlink(...keys);
       }
       admin.disconnect();
     }
   };
+  return { store, target: { file, pgUrl: options.postgresUrl, schema, redisUrl: redisUrl.href, store }, namespace, cleanup };
+}
+
+/**
+ * Two stores side by side, one holding 10,000 sessions and one holding `options.sessions`, and their lookups
+ * timed in alternating passes (small, large, large, small, ...): whatever else the machine does at one moment
+ * then weighs on both sizes alike, where one measurement before the fill and one after it would each catch
+ * a different moment of a noisy machine (and the large one the store still busy after the bulk insert).
+ */
+async function measureStore(kind: StoreKind, options: SessionsOptions): Promise<{ result: SessionsStoreResult; store: SessionStore; probes: Probe[]; cleanup: () => Promise<void> }> {
+  const now = Date.now();
+  const probesCount = options.probes ?? 10_000;
+  const lookups = options.lookups ?? 3000;
+  const passes = 6;
+  const small = await openStore(kind, options, 1);
+  let large: OpenedStore | undefined;
+  const cleanup = async () => {
+    await Promise.all([small.cleanup(), large?.cleanup()]);
+  };
   try {
-    const started = performance.now();
-    const probes = await createProbes(store, probesCount, now);
     const smallSize = Math.max(probesCount, 10_000);
-    await fill(kind, target, 0, smallSize - probesCount, namespace, now);
-    const small = await measureLookups(store, probes, lookups, smallSize);
-    options.log(`[sessions] ${kind} ${smallSize}: resolve p50 ${small.resolveP50Us} µs (get ${small.getP50Us} µs)`);
-    await fill(kind, target, smallSize - probesCount, options.sessions - probesCount, namespace, now);
+    const smallProbes = await createProbes(small.store, probesCount, now);
+    await fill(kind, small.target, 0, smallSize - probesCount, small.namespace, now);
+    large = await openStore(kind, options, 0);
+    const redisBefore = kind === 'redis' ? await storeBytes(kind, large.target) : 0;
+    const started = performance.now();
+    const largeProbes = await createProbes(large.store, probesCount, now);
+    await fill(kind, large.target, 0, options.sessions - probesCount, large.namespace, now);
     const fillSec = round((performance.now() - started) / 1000);
-    const large = await measureLookups(store, probes, lookups, options.sessions);
-    options.log(`[sessions] ${kind} ${options.sessions}: resolve p50 ${large.resolveP50Us} µs (get ${large.getP50Us} µs); filled in ${fillSec} s`);
-    const bytes = (await storeBytes(kind, target)) - redisBefore;
+    options.log(`[sessions] ${kind}: ${options.sessions} sessions filled in ${fillSec} s`);
+    const bytes = (await storeBytes(kind, large.target)) - redisBefore;
+
+    const sides = [
+      { opened: small, probes: smallProbes, samples: { resolveUs: [], getUs: [] } as LookupSamples },
+      { opened: large, probes: largeProbes, samples: { resolveUs: [], getUs: [] } as LookupSamples },
+    ];
+    const services = await Promise.all(sides.map((side) => lookupService(side.opened.store, side.probes)));
+    const perPass = Math.ceil(lookups / passes);
+    for (let pass = 0; pass < passes; pass += 1) {
+      const order = pass % 2 === 0 ? [0, 1] : [1, 0];
+      for (const i of order) {
+        const side = sides[i]!;
+        const sample = shuffled(side.probes.slice(0, Math.min(side.probes.length, lookups))).slice(0, perPass);
+        await timeLookups(services[i]!, side.opened.store, sample, side.samples);
+      }
+    }
+    const smallCost = lookupCost(sides[0]!.samples, smallSize);
+    const largeCost = lookupCost(sides[1]!.samples, options.sessions);
+    options.log(`[sessions] ${kind} ${smallSize}: resolve p50 ${smallCost.resolveP50Us} µs (get ${smallCost.getP50Us} µs); ${options.sessions}: resolve p50 ${largeCost.resolveP50Us} µs (get ${largeCost.getP50Us} µs)`);
     return {
-      result: { store: kind, fillSec, small, large, growth: round(large.resolveP50Us / small.resolveP50Us, 2), storeMbPer10k: round(((bytes / options.sessions) * 10_000) / 2 ** 20, 2) },
-      store,
-      probes,
+      result: { store: kind, fillSec, small: smallCost, large: largeCost, growth: round(largeCost.resolveP50Us / smallCost.resolveP50Us, 2), storeMbPer10k: round(((bytes / options.sessions) * 10_000) / 2 ** 20, 2) },
+      store: small.store,
+      probes: smallProbes,
       cleanup,
     };
   } catch (err) {

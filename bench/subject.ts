@@ -8,8 +8,9 @@
  * the parent's choice of stdout, /dev/null by default), one target `api` → `<upstream>/`, on the given
  * store in a namespace of its own (temporary SQLite file, PostgreSQL schema, Redis key prefix) that is
  * removed when the parent disconnects. Both serve the same path, `/token-handler/v1/targets/api/*`.
- * Reports `{ type: 'ready', port }` over IPC; answers `'rss'` with its resident set size and `'cpu'` with
- * the CPU time (user + system, µs) it has used.
+ * Reports `{ type: 'ready', port }` over IPC; answers `'rss'` with its resident set size, `'cpu'` with
+ * the CPU time (user + system, µs) it has used, and `'gc-start'` / `'gc-stop'` with its garbage collections
+ * in between (GcStats).
  */
 import replyFrom from '@fastify/reply-from';
 import Fastify, { type FastifyInstance } from 'fastify';
@@ -20,6 +21,8 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { Pool } from 'undici';
+import { GCProfiler, type GCProfilerResult } from 'node:v8';
+import { monitorEventLoopDelay, type ELDHistogram } from 'node:perf_hooks';
 import { buildApp } from '../src/app.ts';
 import { loadConfig } from '../src/config/load.ts';
 
@@ -33,6 +36,40 @@ export interface SubjectReady {
   type: 'ready';
   port: number;
   pid: number;
+}
+
+/** Garbage collection while a load ran (`'gc-start'` … `'gc-stop'`), from node:v8's GCProfiler. */
+export interface GcStats {
+  scavenges: number;
+  scavengeMeanMs: number;
+  scavengeMaxMs: number;
+  markCompacts: number;
+  /** Pause time of the mark-compacts (their atomic pauses; incremental steps are not in it), ms. */
+  markCompactMs: number;
+  /** Bytes the scavenges moved to the old generation (growth of old space across each), MB. */
+  promotedMb: number;
+  /** Event-loop delay over the same window (perf_hooks, 2 ms timer): how long the subject itself stalled. */
+  loopDelayP99Ms: number;
+  loopDelayMaxMs: number;
+}
+
+function summariseGc(result: GCProfilerResult | undefined, loop: ELDHistogram | null): GcStats {
+  const stats = result?.statistics ?? [];
+  const used = (space: { heapSpaceStatistics: { spaceName: string; spaceUsedSize: number }[] }) =>
+    space.heapSpaceStatistics.find((s) => s.spaceName === 'old_space')?.spaceUsedSize ?? 0;
+  const scavenges = stats.filter((s) => s.gcType === 'Scavenge' || s.gcType === 'MinorMarkSweep');
+  const majors = stats.filter((s) => s.gcType === 'MarkSweepCompact');
+  const ms = (us: number) => Math.round(us / 10) / 100;
+  return {
+    scavenges: scavenges.length,
+    scavengeMeanMs: scavenges.length > 0 ? ms(scavenges.reduce((n, s) => n + s.cost, 0) / scavenges.length) : 0,
+    scavengeMaxMs: ms(Math.max(0, ...scavenges.map((s) => s.cost))),
+    markCompacts: majors.length,
+    markCompactMs: ms(majors.reduce((n, s) => n + s.cost, 0)),
+    promotedMb: Math.round(scavenges.reduce((n, s) => n + Math.max(0, used(s.afterGC) - used(s.beforeGC)), 0) / 2 ** 10 / 2 ** 10 * 100) / 100,
+    loopDelayP99Ms: loop ? Math.round(loop.percentile(99) / 1e4) / 100 : 0,
+    loopDelayMaxMs: loop ? Math.round(loop.max / 1e4) / 100 : 0,
+  };
 }
 
 /** Also in bench/run.ts (which must not import this module: it starts a server at load). */
@@ -100,8 +137,26 @@ await app.listen({ host: '127.0.0.1', port: 0 });
 const address = app.server.address();
 const ready: SubjectReady = { type: 'ready', port: typeof address === 'object' && address ? address.port : 0, pid: process.pid };
 process.send?.(ready);
+let gcProfiler: GCProfiler | null = null;
+let loopDelay: ELDHistogram | null = null;
 process.on('message', (message: unknown) => {
   if (message === 'rss') process.send?.({ type: 'rss', rss: process.memoryUsage().rss });
+  if (message === 'gc-start') {
+    gcProfiler?.stop();
+    gcProfiler = new GCProfiler();
+    gcProfiler.start();
+    loopDelay?.disable();
+    loopDelay = monitorEventLoopDelay({ resolution: 2 });
+    loopDelay.enable();
+    process.send?.({ type: 'gc-start' });
+  }
+  if (message === 'gc-stop') {
+    loopDelay?.disable();
+    const gc = summariseGc(gcProfiler?.stop(), loopDelay);
+    gcProfiler = null;
+    loopDelay = null;
+    process.send?.({ type: 'gc-stop', gc });
+  }
   if (message === 'cpu') {
     const { user, system } = process.cpuUsage();
     process.send?.({ type: 'cpu', micros: user + system });
