@@ -5,7 +5,7 @@
  *                     [--stores sqlite,postgresql,redis] [--sessions 1000000] [--sweep-sessions 1000000]
  *                     [--login-duration 10] [--login-concurrency 4] [--only proxy,login,sessions,sweep]
  *                     [--profile] [--log-level info] [--route /static] [--pin true|false] [--latency-rate 1000]
- *                     [--settle-ms 1500]
+ *                     [--settle-ms 1500] [--freeze true|false]
  *                     [--json bench/results/latest.json]
  *
  * Every flag also reads an environment variable: BENCH_DURATION, BENCH_WARMUP, BENCH_ROUNDS, BENCH_CONNECTIONS,
@@ -71,6 +71,12 @@ interface Options {
   pin: boolean;
   /** Idle time before each case's warm-up, ms. */
   settleMs: number;
+  /**
+   * The other proxies are stopped (SIGSTOP) while one is measured and continued (SIGCONT) after it: all share
+   * the pinned core, and an idle proxy is not idle to V8, which runs its memory-reducing full collections
+   * seconds after a load has ended, i.e. during the next case. Default on.
+   */
+  freeze: boolean;
   /** Requests per second of the fixed-rate latency measurement (0: none). */
   latencyRate: number;
   /** The upstream route every proxy case requests (below the target): `/static` answers the same bytes whatever the request. */
@@ -128,6 +134,7 @@ function parseOptions(argv: string[], env: NodeJS.ProcessEnv): Options {
     route: get('route') ?? '/static',
     latencyRate: get('latency-rate') === '0' ? 0 : num('latency-rate', 1000, 1000),
     settleMs: num('settle-ms', 1500, 1000),
+    freeze: get('freeze') === undefined ? process.platform !== 'win32' : bool('freeze'),
     pin: get('pin') === undefined ? cpus().length >= 2 && canSetAffinity() : bool('pin'),
     json: get('json') ?? join(HERE, 'results', 'latest.json'),
     compareRoot: get('compare-root'),
@@ -205,6 +212,7 @@ async function startChild<T extends { type: 'ready' }>(script: string, args: str
           clearTimeout(timer);
           resolve();
         });
+        child.kill('SIGCONT'); // in case the proxy benchmark left it stopped (Options.freeze)
         child.disconnect();
       }),
   };
@@ -371,6 +379,13 @@ async function login(base: string): Promise<string> {
   return cookie;
 }
 
+/** Sends `signal` to every proxy under test but `current` (SIGSTOP / SIGCONT: see Options.freeze). */
+function signalOthers(cases: { name: CaseName; child?: Child<SubjectReady> }[], current: { name: CaseName }, signal: 'SIGSTOP' | 'SIGCONT'): void {
+  for (const other of cases) {
+    if (other.name !== current.name && other.child?.process.pid !== undefined) other.child.process.kill(signal);
+  }
+}
+
 async function proxyBenchmark(
   options: Options,
   fixtures: FixturesReady,
@@ -398,6 +413,7 @@ async function proxyBenchmark(
     // follow the same one. A pause between cases lets that cleanup finish.
     for (let k = 0; k < cases.length; k += 1) {
       const c = cases[(r + k) % cases.length]!;
+      if (options.freeze) signalOthers(cases, c, 'SIGSTOP');
       await sleep(options.settleMs);
       await load(c.url, c.headers, options.connections, options.warmupSec, false);
       const cpuBefore = c.child ? await c.child.cpu() : 0;
@@ -414,6 +430,7 @@ async function proxyBenchmark(
         const gc = fixed.gc ? `, scavenges ${fixed.gc.scavenges} (mean ${fixed.gc.scavengeMeanMs} ms, max ${fixed.gc.scavengeMaxMs} ms), promoted ${fixed.gc.promotedMb} MB, mark-compacts ${fixed.gc.markCompacts} (${fixed.gc.markCompactMs} ms), loop delay p99 ${fixed.gc.loopDelayP99Ms} ms, max ${fixed.gc.loopDelayMaxMs} ms` : '';
         log(`[proxy] round ${r + 1}/${options.rounds} ${c.name} at ${options.latencyRate} req/s: p50 ${fixed.p50Ms} ms, p99 ${fixed.p99Ms} ms, p99.9 ${fixed.p999Ms} ms, non-2xx ${fixed.non2xx}, errors ${fixed.errors}${gc}`);
       }
+      if (options.freeze) signalOthers(cases, c, 'SIGCONT');
     }
   }
   const bare = perRound.get('bare') ?? [];
