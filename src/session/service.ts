@@ -79,6 +79,10 @@ export class SessionService {
   readonly #d: SessionServiceDeps;
   readonly #cache: TtlCache<Cached>;
   readonly #refreshing = new Map<string, Promise<string>>();
+  /** Loads from the store in flight, one per session (however many requests wait for it). */
+  readonly #loading = new Map<string, Promise<Cached | undefined>>();
+  /** Sessions evicted while their load was in flight: what that load read may predate the eviction. */
+  readonly #staleLoads = new Set<string>();
   readonly #owner = randomUUID();
   readonly #now: () => number;
 
@@ -87,7 +91,7 @@ export class SessionService {
     this.#now = deps.now ?? Date.now;
     this.#cache = new TtlCache(deps.cacheTtlMs ?? 5_000, 100_000);
     deps.store.onInvalidation((hashes) => {
-      for (const h of hashes) this.#cache.delete(h);
+      for (const h of hashes) this.#evict(h);
     });
   }
 
@@ -148,7 +152,9 @@ export class SessionService {
     const unsealed = this.#unseal(cookieValue, expect.clientId, now);
     if (!unsealed) return undefined;
     const idHash = SessionService.hashId(unsealed.data);
-    const entry = this.#cache.get(idHash, now) ?? (await this.#load(idHash, now));
+    let entry = this.#cache.get(idHash, now);
+    if (entry) this.#refreshAhead(idHash, now);
+    else entry = await this.#loadOnce(idHash, now);
     return entry ? this.#activate(entry, unsealed, idHash, expect, now) : undefined;
   }
 
@@ -163,7 +169,9 @@ export class SessionService {
     if (!unsealed) return undefined;
     const idHash = SessionService.hashId(unsealed.data);
     const entry = this.#cache.get(idHash, now);
-    return entry ? this.#activate(entry, unsealed, idHash, expect, now) : NOT_IN_MEMORY;
+    if (!entry) return NOT_IN_MEMORY;
+    this.#refreshAhead(idHash, now);
+    return this.#activate(entry, unsealed, idHash, expect, now);
   }
 
   #unseal(cookieValue: string, clientId: string, now: number): UnsealedCookie | undefined {
@@ -247,10 +255,43 @@ export class SessionService {
     return this.#d.cipher.encrypt(Buffer.from(JSON.stringify(payload)), idHash);
   }
 
-  /** From the store (not the cache: callers looked there first), decrypted, and then cached. */
+  /**
+   * A session cached but near the end of its TTL is reloaded in the background (one load at a time):
+   * requests go on being answered from memory meanwhile, and the TTL still bounds how old the data they
+   * see can be, since a reload that has not finished by then is waited for like any other load.
+   */
+  #refreshAhead(idHash: string, now: number): void {
+    if (!this.#cache.refreshDue(idHash, now) || this.#loading.has(idHash)) return;
+    this.#loadOnce(idHash, now).catch((err: unknown) => {
+      // The entry expires as it would have; the next request then loads it (and reports a store failure).
+      this.#d.log.debug({ reason: (err as Error).message }, 'background reload of a cached session failed');
+    });
+  }
+
+  /** `#load`, single-flight: requests that find the same session missing from the cache share one load. */
+  #loadOnce(idHash: string, now: number): Promise<Cached | undefined> {
+    let pending = this.#loading.get(idHash);
+    if (!pending) {
+      pending = this.#load(idHash, now).finally(() => {
+        this.#loading.delete(idHash);
+        this.#staleLoads.delete(idHash);
+      });
+      this.#loading.set(idHash, pending);
+    }
+    return pending;
+  }
+
+  /**
+   * From the store (not the cache: callers looked there first, or it is about to expire), decrypted, and
+   * then cached, unless the session was evicted meanwhile (what was read may predate a logout) or the cache
+   * already holds a newer version (a token refresh that finished first).
+   */
   async #load(idHash: string, now: number): Promise<Cached | undefined> {
     const record = await this.#d.store.get(idHash);
-    if (!record) return undefined;
+    if (!record) {
+      this.#cache.delete(idHash);
+      return undefined;
+    }
     let payload: SessionPayload;
     try {
       const decrypted = this.#d.cipher.decrypt(record.payload, idHash);
@@ -259,9 +300,13 @@ export class SessionService {
     } catch (err) {
       // A record we cannot decrypt (key removed, tampered row) is useless: treat as no session.
       this.#d.log.warn({ err: { name: (err as Error).name, message: (err as Error).message } }, 'session payload could not be decrypted; ignoring the session');
+      this.#cache.delete(idHash);
       return undefined;
     }
     const entry = { record, payload };
+    if (this.#staleLoads.has(idHash)) return entry;
+    const cached = this.#cache.peek(idHash);
+    if (cached && cached.record.version > record.version) return cached;
     this.#cache.set(idHash, entry, now);
     return entry;
   }
@@ -372,11 +417,17 @@ export class SessionService {
   }
 
   #forget(idHash: string): void {
+    this.#evict(idHash);
+  }
+
+  /** Drops a session from the cache; a load of it in flight will not put back what it read. */
+  #evict(idHash: string): void {
     this.#cache.delete(idHash);
+    if (this.#loading.has(idHash)) this.#staleLoads.add(idHash);
   }
 
   async #invalidate(idHashes: string[]): Promise<void> {
-    for (const h of idHashes) this.#cache.delete(h);
+    for (const h of idHashes) this.#evict(h);
     try {
       await this.#d.store.publishInvalidation(idHashes);
     } catch (err) {
