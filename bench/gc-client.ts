@@ -17,6 +17,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { GCProfiler } from 'node:v8';
 import type { FixturesReady } from './fixtures.ts';
+import { summariseGcProfile } from './gcStats.ts';
 
 type Variant = 'request' | 'dispatch' | 'node-http';
 const VARIANTS: Variant[] = ['request', 'dispatch', 'node-http'];
@@ -90,22 +91,17 @@ async function measure(variant: Variant, upstream: string, count: number, rate: 
   const profiler = new GCProfiler();
   profiler.start();
   await run(count);
-  const stats = profiler.stop()?.statistics ?? [];
+  const gc = summariseGcProfile(profiler.stop());
   await pool.close();
   agent.destroy();
-  const oldUsed = (s: { heapSpaceStatistics: { spaceName: string; spaceUsedSize: number }[] }) =>
-    s.heapSpaceStatistics.find((x) => x.spaceName === 'old_space')?.spaceUsedSize ?? 0;
-  const scavenges = stats.filter((s) => s.gcType === 'Scavenge');
-  const promoted = scavenges.reduce((n, s) => n + Math.max(0, oldUsed(s.afterGC) - oldUsed(s.beforeGC)), 0);
-  const r2 = (x: number) => Math.round(x * 100) / 100;
   return {
     variant,
     undici: (require(join(undiciPath, 'package.json')) as { version: string }).version,
     requests: count,
-    scavenges: scavenges.length,
-    scavengeMeanMs: r2(scavenges.reduce((n, s) => n + s.cost, 0) / Math.max(1, scavenges.length) / 1000),
-    scavengeMaxMs: r2(Math.max(0, ...scavenges.map((s) => s.cost)) / 1000),
-    promotedMbPer10k: r2((promoted / 2 ** 20 / count) * 10_000),
+    scavenges: gc.scavenges,
+    scavengeMeanMs: gc.scavengeMeanMs,
+    scavengeMaxMs: gc.scavengeMaxMs,
+    promotedMbPer10k: Math.round((gc.promotedMb / count) * 10_000 * 100) / 100,
   };
 }
 

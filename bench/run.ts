@@ -362,10 +362,10 @@ export interface ProxyCaseResult extends LoadResult {
     addedP99Ms: number | null;
     /** Medians over rounds of the subject's scavenge pauses (mean, longest) and MB promoted per 10,000 requests. */
     scavengeMeanMs: number | null;
-    /** Median over rounds of the subject's own event-loop delay p99 (its stalls, whatever the network adds). */
-    loopDelayP99Ms: number | null;
     scavengeMaxMs: number | null;
     promotedMbPer10k: number | null;
+    /** Median over rounds of the subject's own event-loop delay p99 (its stalls, whatever the network adds). */
+    loopDelayP99Ms: number | null;
     rounds: LoadResult[];
   } | null;
 }

@@ -25,6 +25,7 @@ import { GCProfiler, type GCProfilerResult } from 'node:v8';
 import { monitorEventLoopDelay, type ELDHistogram } from 'node:perf_hooks';
 import { buildApp } from '../src/app.ts';
 import { loadConfig } from '../src/config/load.ts';
+import { summariseGcProfile, type GcSummary } from './gcStats.ts';
 
 export type StoreKind = 'sqlite' | 'postgresql' | 'redis';
 
@@ -38,35 +39,16 @@ export interface SubjectReady {
   pid: number;
 }
 
-/** Garbage collection while a load ran (`'gc-start'` … `'gc-stop'`), from node:v8's GCProfiler. */
-export interface GcStats {
-  scavenges: number;
-  scavengeMeanMs: number;
-  scavengeMaxMs: number;
-  markCompacts: number;
-  /** Pause time of the mark-compacts (their atomic pauses; incremental steps are not in it), ms. */
-  markCompactMs: number;
-  /** Bytes the scavenges moved to the old generation (growth of old space across each), MB. */
-  promotedMb: number;
+/** Garbage collection while a load ran (`'gc-start'` … `'gc-stop'`), and the subject's own stalls. */
+export interface GcStats extends GcSummary {
   /** Event-loop delay over the same window (perf_hooks, 2 ms timer): how long the subject itself stalled. */
   loopDelayP99Ms: number;
   loopDelayMaxMs: number;
 }
 
 function summariseGc(result: GCProfilerResult | undefined, loop: ELDHistogram | null): GcStats {
-  const stats = result?.statistics ?? [];
-  const used = (space: { heapSpaceStatistics: { spaceName: string; spaceUsedSize: number }[] }) =>
-    space.heapSpaceStatistics.find((s) => s.spaceName === 'old_space')?.spaceUsedSize ?? 0;
-  const scavenges = stats.filter((s) => s.gcType === 'Scavenge' || s.gcType === 'MinorMarkSweep');
-  const majors = stats.filter((s) => s.gcType === 'MarkSweepCompact');
-  const ms = (us: number) => Math.round(us / 10) / 100;
   return {
-    scavenges: scavenges.length,
-    scavengeMeanMs: scavenges.length > 0 ? ms(scavenges.reduce((n, s) => n + s.cost, 0) / scavenges.length) : 0,
-    scavengeMaxMs: ms(Math.max(0, ...scavenges.map((s) => s.cost))),
-    markCompacts: majors.length,
-    markCompactMs: ms(majors.reduce((n, s) => n + s.cost, 0)),
-    promotedMb: Math.round(scavenges.reduce((n, s) => n + Math.max(0, used(s.afterGC) - used(s.beforeGC)), 0) / 2 ** 10 / 2 ** 10 * 100) / 100,
+    ...summariseGcProfile(result),
     loopDelayP99Ms: loop ? Math.round(loop.percentile(99) / 1e4) / 100 : 0,
     loopDelayMaxMs: loop ? Math.round(loop.max / 1e4) / 100 : 0,
   };

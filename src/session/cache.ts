@@ -1,10 +1,10 @@
+/** The last part of an entry's life in which `refreshDue` says so: a fifth of the TTL (1 s of the default 5 s). */
+const REFRESH_AHEAD_FRACTION = 0.2;
+
 /**
  * A bounded map whose entries expire after `ttlMs`: the in-process cache of resolved sessions.
  * Insertion order doubles as age order, so eviction drops the oldest entries first.
  */
-/** The last part of an entry's life in which `refreshDue` says so: a fifth of the TTL (1 s of the default 5 s). */
-const REFRESH_AHEAD_FRACTION = 0.2;
-
 export class TtlCache<V> {
   readonly #entries = new Map<string, { value: V; until: number }>();
   readonly #ttlMs: number;
@@ -36,11 +36,6 @@ export class TtlCache<V> {
   refreshDue(key: string, now: number): boolean {
     const entry = this.#entries.get(key);
     return entry !== undefined && entry.until - now <= this.#ttlMs * REFRESH_AHEAD_FRACTION;
-  }
-
-  /** The cached value, expired or not (no eviction): for comparing with what a reload brought. */
-  peek(key: string): V | undefined {
-    return this.#entries.get(key)?.value;
   }
 
   set(key: string, value: V, now: number): void {

@@ -184,7 +184,7 @@ export class SessionService {
     const { record } = entry;
     if (record.clientId !== expect.clientId || record.tenant !== expect.tenant) return undefined;
     if (record.expiresAt <= now || record.idleExpiresAt <= now) {
-      this.#forget(idHash);
+      this.#evict(idHash);
       return undefined;
     }
     this.#maybeTouch(record, now);
@@ -283,8 +283,9 @@ export class SessionService {
 
   /**
    * From the store (not the cache: callers looked there first, or it is about to expire), decrypted, and
-   * then cached, unless the session was evicted meanwhile (what was read may predate a logout) or the cache
-   * already holds a newer version (a token refresh that finished first).
+   * then cached, unless the session was evicted meanwhile: what was read may predate a logout, or a token
+   * refresh (which evicts the session when it has written the new tokens). Loads of one session never
+   * overlap (`#loadOnce`), so nothing newer than what this load read can have been cached meanwhile.
    */
   async #load(idHash: string, now: number): Promise<Cached | undefined> {
     const record = await this.#d.store.get(idHash);
@@ -304,10 +305,7 @@ export class SessionService {
       return undefined;
     }
     const entry = { record, payload };
-    if (this.#staleLoads.has(idHash)) return entry;
-    const cached = this.#cache.peek(idHash);
-    if (cached && cached.record.version > record.version) return cached;
-    this.#cache.set(idHash, entry, now);
+    if (!this.#staleLoads.has(idHash)) this.#cache.set(idHash, entry, now);
     return entry;
   }
 
@@ -414,10 +412,6 @@ export class SessionService {
     session.record = record;
     session.payload = decrypted;
     return decrypted;
-  }
-
-  #forget(idHash: string): void {
-    this.#evict(idHash);
   }
 
   /** Drops a session from the cache; a load of it in flight will not put back what it read. */
