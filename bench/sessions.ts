@@ -32,6 +32,7 @@ import { createPostgresStore } from '../src/store/postgres.ts';
 import { createRedisStore } from '../src/store/redis.ts';
 import { createSqliteStore } from '../src/store/sqlite.ts';
 import type { SessionRecord, SessionStore } from '../src/store/types.ts';
+import { dropPostgresSchema, unlinkRedisPrefix } from './namespaces.ts';
 
 export type StoreKind = 'sqlite' | 'postgresql' | 'redis';
 
@@ -324,18 +325,8 @@ async function openStore(kind: StoreKind, options: SessionsOptions, redisDb: num
   const cleanup = async () => {
     await store.close();
     rmSync(dir, { recursive: true, force: true });
-    if (kind === 'postgresql') {
-      const admin = new pg.Client({ connectionString: options.postgresUrl });
-      await admin.connect();
-      await admin.query(`drop schema if exists "${schema}" cascade`);
-      await admin.end();
-    } else if (kind === 'redis') {
-      const admin = new Redis(redisUrl.href);
-      for await (const keys of admin.scanStream({ match: `${keyPrefix}*`, count: 5000 }) as AsyncIterable<string[]>) {
-        if (keys.length > 0) await admin.unlink(...keys);
-      }
-      admin.disconnect();
-    }
+    if (kind === 'postgresql') await dropPostgresSchema(options.postgresUrl, schema);
+    else if (kind === 'redis') await unlinkRedisPrefix(redisUrl.href, keyPrefix);
   };
   return { store, target: { file, pgUrl: options.postgresUrl, schema, redisUrl: redisUrl.href, store }, namespace, cleanup };
 }

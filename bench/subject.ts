@@ -18,14 +18,13 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Redis } from 'ioredis';
-import pg from 'pg';
 import { Pool } from 'undici';
 import { GCProfiler, type GCProfilerResult } from 'node:v8';
 import { monitorEventLoopDelay, type ELDHistogram } from 'node:perf_hooks';
 import { buildApp } from '../src/app.ts';
 import { loadConfig } from '../src/config/load.ts';
 import { summariseGcProfile, type GcSummary } from './gcStats.ts';
+import { dropPostgresSchema, unlinkRedisPrefix } from './namespaces.ts';
 
 export type StoreKind = 'sqlite' | 'postgresql' | 'redis';
 
@@ -97,18 +96,8 @@ async function startTokenHandler(spec: Extract<SubjectSpec, { mode: 'token-handl
     app,
     async cleanup() {
       rmSync(dir, { recursive: true, force: true });
-      if (spec.store === 'postgresql') {
-        const admin = new pg.Client({ connectionString: spec.postgresUrl });
-        await admin.connect();
-        await admin.query(`drop schema if exists "${schema}" cascade`);
-        await admin.end();
-      } else if (spec.store === 'redis') {
-        const admin = new Redis(spec.redisUrl);
-        for await (const keys of admin.scanStream({ match: `${keyPrefix}*`, count: 5000 }) as AsyncIterable<string[]>) {
-          if (keys.length > 0) await admin.unlink(...keys);
-        }
-        admin.disconnect();
-      }
+      if (spec.store === 'postgresql') await dropPostgresSchema(spec.postgresUrl, schema);
+      else if (spec.store === 'redis') await unlinkRedisPrefix(spec.redisUrl, keyPrefix);
     },
   };
 }

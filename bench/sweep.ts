@@ -24,7 +24,6 @@ import { join } from 'node:path';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
-import { Redis } from 'ioredis';
 import pg from 'pg';
 import { Agent, request } from 'undici';
 import { buildApp } from '../src/app.ts';
@@ -37,6 +36,7 @@ import { createSqliteStore } from '../src/store/sqlite.ts';
 import type { SessionRecord, SessionStore } from '../src/store/types.ts';
 import { createBrowser } from '../test/support/http.ts';
 import { loginAtDevIdp } from '../test/support/login.ts';
+import { dropPostgresSchema, unlinkRedisPrefix } from './namespaces.ts';
 
 export type SweepStoreKind = 'sqlite' | 'postgresql' | 'redis';
 
@@ -355,12 +355,7 @@ async function prepareStore(kind: SweepStoreKind, opts: Required<Pick<SweepBench
       await fillPostgres(opts.postgresUrl, schema, plan, payload);
       return {
         store,
-        async cleanup() {
-          const admin = new pg.Client({ connectionString: opts.postgresUrl });
-          await admin.connect();
-          await admin.query(`drop schema if exists "${schema}" cascade`);
-          await admin.end();
-        },
+        cleanup: () => dropPostgresSchema(opts.postgresUrl, schema),
       };
     }
     case 'redis': {
@@ -370,14 +365,7 @@ async function prepareStore(kind: SweepStoreKind, opts: Required<Pick<SweepBench
       await fillRedis(store, plan, payload);
       return {
         store,
-        async cleanup() {
-          const admin = new Redis(opts.redisUrl);
-          const pattern = `${keyPrefix}*`;
-          for await (const keys of admin.scanStream({ match: pattern, count: 5000 }) as AsyncIterable<string[]>) {
-            if (keys.length > 0) await admin.unlink(...keys);
-          }
-          admin.disconnect();
-        },
+        cleanup: () => unlinkRedisPrefix(opts.redisUrl, keyPrefix),
       };
     }
   }
