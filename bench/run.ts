@@ -1,9 +1,10 @@
 /**
  * `npm run bench`: the proxy, login, session-lookup and sweep benchmarks of issue #9. Not part of `npm test`.
  *
- *   node bench/run.ts [--quick] [--duration 5] [--warmup 2] [--rounds 5] [--connections 50]
- *                     [--stores sqlite,postgresql,redis] [--sessions 1000000] [--sweep-sessions 1000000]
- *                     [--login-duration 10] [--login-concurrency 4] [--only proxy,login,sessions,sweep]
+ *   node bench/run.ts [--quick] [--duration 5] [--warmup 2] [--prewarm 15] [--rounds 5] [--connections 50]
+ *                     [--stores sqlite,postgresql,redis] [--sessions 1000000] [--sweep-sessions 2000000]
+ *                     [--login-duration 10] [--login-concurrency 4] [--only proxy,login,instructions,sessions,sweep]
+ *                     [--instructions-requests 3000] [--instructions-warmup 15000] [--instructions-windows 3]
  *                     [--profile] [--log-level info] [--route /static] [--pin true|false] [--latency-rate 1000]
  *                     [--settle-ms 1500] [--freeze true|false]
  *                     [--json bench/results/latest.json]
@@ -24,35 +25,32 @@
  */
 import autocannon from 'autocannon';
 import { Pool } from 'undici';
-import { execFileSync, fork, type ChildProcess } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createHistogram, performance } from 'node:perf_hooks';
-import { fileURLToPath } from 'node:url';
-import { createBrowser } from '../test/support/http.ts';
-import { loginAtDevIdp } from '../test/support/login.ts';
+import { canSetAffinity, HERE, login, setAffinity, startChild, TARGET_PATH, type Child } from './children.ts';
 import type { FixturesReady } from './fixtures.ts';
 import { measureSessions, sessionsTable, type SessionsResult } from './sessions.ts';
 import type { GcStats, StoreKind, SubjectReady, SubjectSpec } from './subject.ts';
 import { runSweepBenchmark, sweepTable, type SweepBenchmarkResult } from './sweep.ts';
+import { instructionsTable, measureInstructions, valgrindAvailable, type InstructionsResult } from './instructions.ts';
 
-const HERE = dirname(fileURLToPath(import.meta.url));
-const API = '/token-handler/v1';
-/** Where both the bare proxy and token-handler mount the target (bench/subject.ts). */
-const TARGET_PATH = `${API}/targets/api`;
 
 // ---------------------------------------------------------------------------------------------------
 // Options
 // ---------------------------------------------------------------------------------------------------
 
-type Part = 'proxy' | 'login' | 'sessions' | 'sweep';
+type Part = 'proxy' | 'login' | 'instructions' | 'sessions' | 'sweep';
+const PARTS = ['proxy', 'login', 'instructions', 'sessions', 'sweep'] as const;
 
 interface Options {
   quick: boolean;
   durationSec: number;
   warmupSec: number;
+  /** Unmeasured load on every proxy before the first round (JIT, heap growth), seconds; 0 for none. */
+  prewarmSec: number;
   rounds: number;
   connections: number;
   stores: StoreKind[];
@@ -61,6 +59,10 @@ interface Options {
   loginDurationSec: number;
   loginConcurrency: number;
   only: Part[];
+  /** Instructions per request under callgrind (bench/instructions.ts): requests per window, warm-up, windows. */
+  instructionsRequests: number;
+  instructionsWarmup: number;
+  instructionsWindows: number;
   profile: boolean;
   logLevel: string;
   /**
@@ -121,14 +123,20 @@ function parseOptions(argv: string[], env: NodeJS.ProcessEnv): Options {
     // median of per-round ratios holds up better than a few long runs.
     durationSec: num('duration', 5, 3),
     warmupSec: num('warmup', 2, 1),
+    prewarmSec: get('prewarm') === '0' ? 0 : num('prewarm', 15, 3),
     rounds: num('rounds', 5, 2),
     connections: num('connections', 50, 50),
     stores: list('stores', ['sqlite', 'postgresql', 'redis'] as const),
     sessions: num('sessions', 1_000_000, 100_000),
-    sweepSessions: num('sweep-sessions', 1_000_000, 100_000),
+    sweepSessions: num('sweep-sessions', 2_000_000, 100_000),
     loginDurationSec: num('login-duration', 10, 3),
     loginConcurrency: num('login-concurrency', 4, 4),
-    only: list('only', ['proxy', 'login', 'sessions', 'sweep'] as const),
+    // The instruction count needs valgrind and ~10 minutes: part of the default full run where valgrind is
+    // installed (not of --quick), an error to ask for where it is not.
+    only: get('only') === undefined && (quick || !valgrindAvailable()) ? PARTS.filter((p) => p !== 'instructions') : list('only', PARTS),
+    instructionsRequests: num('instructions-requests', 3000, 1000),
+    instructionsWarmup: num('instructions-warmup', 15_000, 2000),
+    instructionsWindows: num('instructions-windows', 3, 2),
     profile: bool('profile'),
     logLevel: get('log-level') ?? 'info',
     route: get('route') ?? '/static',
@@ -140,81 +148,6 @@ function parseOptions(argv: string[], env: NodeJS.ProcessEnv): Options {
     compareRoot: get('compare-root'),
     postgresUrl: env.TH_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test',
     redisUrl: env.TH_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379',
-  };
-}
-
-// ---------------------------------------------------------------------------------------------------
-// Child processes
-// ---------------------------------------------------------------------------------------------------
-
-interface Child<T> {
-  process: ChildProcess;
-  ready: T;
-  rss(): Promise<number>;
-  /** CPU time (user + system) the child has used, µs. */
-  cpu(): Promise<number>;
-  /** Starts recording the child's garbage collections; `gcStop` ends it and sums them up. */
-  gcStart(): Promise<void>;
-  gcStop(): Promise<GcStats>;
-  stop(): Promise<void>;
-}
-
-function canSetAffinity(): boolean {
-  try {
-    execFileSync('taskset', ['-p', String(process.pid)], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** Restricts a process and all its threads to `cpuList` (taskset syntax, `0` or `0-2`). */
-function setAffinity(pid: number, cpuList: string): void {
-  execFileSync('taskset', ['-a', '-pc', cpuList, String(pid)], { stdio: 'ignore' });
-}
-
-async function startChild<T extends { type: 'ready' }>(script: string, args: string[], execArgv: string[] = [], root = HERE): Promise<Child<T>> {
-  const child = fork(join(root, script), args, { stdio: ['ignore', 'ignore', 'inherit', 'ipc'], execArgv: [...process.execArgv, ...execArgv] });
-  const ready = await new Promise<T>((resolve, reject) => {
-    const onExit = (code: number | null) => reject(new Error(`${script} exited with ${code} before it was ready`));
-    child.once('exit', onExit);
-    child.once('error', reject);
-    child.on('message', (message: { type?: string }) => {
-      if (message.type === 'ready') {
-        child.off('exit', onExit);
-        resolve(message as T);
-      }
-    });
-  });
-  const request = <R>(type: 'rss' | 'cpu' | 'gc-start' | 'gc-stop', pick: (message: Record<string, unknown>) => R) =>
-    new Promise<R>((resolve) => {
-      const onMessage = (message: Record<string, unknown>) => {
-        if (message.type !== type) return;
-        child.off('message', onMessage);
-        resolve(pick(message));
-      };
-      child.on('message', onMessage);
-      child.send(type);
-    });
-  const ask = (type: 'rss' | 'cpu', field: 'rss' | 'micros') => request(type, (message) => Number(message[field] ?? 0));
-  return {
-    process: child,
-    ready,
-    rss: () => ask('rss', 'rss'),
-    cpu: () => ask('cpu', 'micros'),
-    gcStart: () => request('gc-start', () => undefined),
-    gcStop: () => request('gc-stop', (message) => message.gc as GcStats),
-    stop: () =>
-      new Promise<void>((resolve) => {
-        if (child.exitCode !== null) return resolve();
-        const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
-        child.once('exit', () => {
-          clearTimeout(timer);
-          resolve();
-        });
-        child.kill('SIGCONT'); // in case the proxy benchmark left it stopped (Options.freeze)
-        child.disconnect();
-      }),
   };
 }
 
@@ -370,15 +303,6 @@ export interface ProxyCaseResult extends LoadResult {
   } | null;
 }
 
-async function login(base: string): Promise<string> {
-  const browser = createBrowser();
-  const flow = await loginAtDevIdp(browser, `${base}${API}/clients/default/auth`, { username: 'demo', password: 'demo' });
-  await flow.response.body?.cancel();
-  const cookie = browser.cookie('session', base)?.value;
-  if (!cookie) throw new Error(`login at ${base} failed: status ${flow.response.status}, no session cookie`);
-  return cookie;
-}
-
 /** Sends `signal` to every proxy under test but `current` (SIGSTOP / SIGCONT: see Options.freeze). */
 function signalOthers(cases: { name: CaseName; child?: Child<SubjectReady> }[], current: { name: CaseName }, signal: 'SIGSTOP' | 'SIGCONT'): void {
   for (const other of cases) {
@@ -407,6 +331,16 @@ async function proxyBenchmark(
   const perRound = new Map<CaseName, LoadResult[]>(cases.map((c) => [c.name, []]));
   const atRate = new Map<CaseName, LoadResult[]>(cases.map((c) => [c.name, []]));
   const rss = new Map<CaseName, number>();
+  // Before the first round, every proxy is loaded once for a while, unmeasured: a fresh process spends its
+  // first tens of seconds under load compiling hot code and growing its heap (full collections, long
+  // scavenges), and without this the first rounds' fixed-rate p99 was decided by those one-off pauses.
+  for (const c of cases) {
+    if (!c.child || options.prewarmSec === 0) continue;
+    if (options.freeze) signalOthers(cases, c, 'SIGSTOP');
+    await load(c.url, c.headers, options.connections, options.prewarmSec, false);
+    if (options.freeze) signalOthers(cases, c, 'SIGCONT');
+  }
+  if (options.prewarmSec > 0) log(`[proxy] every proxy warmed up for ${options.prewarmSec} s`);
   for (let r = 0; r < options.rounds; r += 1) {
     // Each round starts one case further on: a process still cleaning up after its load (GC of what the
     // load left, closing sockets) slows whichever case runs next on the same CPU, so no case may always
@@ -555,6 +489,7 @@ interface BenchResult {
   login?: LoginResult;
   sessions?: SessionsResult;
   sweep?: SweepBenchmarkResult;
+  instructions?: InstructionsResult;
   elapsedSec?: number;
 }
 
@@ -597,10 +532,11 @@ function loginTable(r: LoginResult): string {
 export function renderReport(result: BenchResult): string {
   const parts = [
     `Machine: ${result.machine.cpus} cores (${result.machine.cpuModel}), ${result.machine.memoryGb} GB, Node ${result.machine.node}, ${result.machine.platform}; ${result.startedAt}.`,
-    `Options: ${result.options.rounds} rounds × ${result.options.durationSec} s (+${result.options.warmupSec} s warm-up) per case, ${result.options.connections} connections, upstream route \`${result.options.route}\`, ${result.options.pin ? 'proxies pinned to a CPU of their own' : 'no CPU pinning'}, log level ${result.options.logLevel}; whole run ${result.elapsedSec ?? '?'} s.`,
+    `Options: ${result.options.rounds} rounds × ${result.options.durationSec} s (+${result.options.warmupSec} s warm-up) per case${result.options.prewarmSec ? ` after ${result.options.prewarmSec} s of unmeasured load on each proxy` : ''}, ${result.options.connections} connections, upstream route \`${result.options.route}\`, ${result.options.pin ? 'proxies pinned to a CPU of their own' : 'no CPU pinning'}, log level ${result.options.logLevel}; whole run ${result.elapsedSec ?? '?'} s.`,
   ];
   if (result.proxy) parts.push(proxyTable(result.proxy, result.options.connections));
   if (result.login) parts.push(loginTable(result.login));
+  if (result.instructions) parts.push(instructionsTable(result.instructions));
   if (result.sessions) parts.push(sessionsTable(result.sessions));
   if (result.sweep) parts.push(sweepTable(result.sweep));
   return parts.join('\n\n');
@@ -662,6 +598,28 @@ async function main(): Promise<void> {
       }
     } finally {
       for (const child of subjects.values()) await child.stop();
+      await fixtures.stop();
+    }
+  }
+  if (options.only.includes('instructions')) {
+    if (!valgrindAvailable()) throw new Error('--only instructions needs valgrind (with callgrind_control): apt-get install valgrind');
+    const fixtures = await startChild<FixturesReady>('fixtures.ts', []);
+    try {
+      result.instructions = await measureInstructions(
+        {
+          stores: options.stores,
+          requests: options.instructionsRequests,
+          warmup: options.instructionsWarmup,
+          windows: options.instructionsWindows,
+          route: options.route,
+          logLevel: options.logLevel,
+          postgresUrl,
+          redisUrl,
+          log,
+        },
+        fixtures.ready,
+      );
+    } finally {
       await fixtures.stop();
     }
   }

@@ -1,8 +1,8 @@
 /**
  * Sweep benchmark: does deleting expired sessions at scale hurt request latency?
  *
- * For each store (SQLite, PostgreSQL, Redis): fill it with N sessions (default 1,000,000, half of them
- * idle-expired, interleaved), start token-handler in this process on that store with one logged-in
+ * For each store (SQLite, PostgreSQL, Redis): fill it with N sessions (default 2,000,000, half of them
+ * idle-expired, interleaved: a backlog of 1,000,000 expired sessions among as many live ones), start token-handler in this process on that store with one logged-in
  * session (a real login at the dev IdP) and a target to a local upstream (in a worker thread, as it
  * would be on another machine), then drive proxied requests
  * at a fixed rate from a worker thread (open loop: latency counts from the scheduled send time, so a
@@ -12,7 +12,7 @@
  * them), the sweep's time, rows/s and batch times, the event loop's delay during the sweep periods, and
  * `countActive` (the active-sessions gauge) on the full store.
  *
- *   node bench/sweep.ts [--sessions 1000000] [--stores sqlite,postgresql,redis] [--rate 300] [--json out.json]
+ *   node bench/sweep.ts [--sessions 2000000] [--stores sqlite,postgresql,redis] [--rate 300] [--json out.json]
  *
  * `runSweepBenchmark(opts)` is the same as a function (bench/run.ts calls it). Not part of `npm test`.
  * It creates its own SQLite file, PostgreSQL schema and Redis key prefix, and removes them afterwards.
@@ -43,7 +43,7 @@ export type SweepStoreKind = 'sqlite' | 'postgresql' | 'redis';
 export interface SweepBenchmarkOptions {
   /** Stores to measure, in this order; default all three. */
   stores?: SweepStoreKind[];
-  /** Sessions put in each store; default 1,000,000. */
+  /** Sessions put in each store; default 2,000,000 (1,000,000 of them expired). */
   sessions?: number;
   /** Fraction of them already (idle-)expired; default 0.5. */
   expiredFraction?: number;
@@ -523,7 +523,7 @@ type ResolvedOptions = Required<Omit<SweepBenchmarkOptions, 'log' | 'batchSize'>
 export async function runSweepBenchmark(opts: SweepBenchmarkOptions = {}): Promise<SweepBenchmarkResult> {
   const options: ResolvedOptions = {
     stores: opts.stores ?? ['sqlite', 'postgresql', 'redis'],
-    sessions: opts.sessions ?? 1_000_000,
+    sessions: opts.sessions ?? 2_000_000,
     expiredFraction: opts.expiredFraction ?? 0.5,
     payloadBytes: opts.payloadBytes ?? 1024,
     rate: opts.rate ?? 300,
