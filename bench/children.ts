@@ -24,8 +24,6 @@ export interface Child<T> {
   /** Starts recording the child's garbage collections; `gcStop` ends it and sums them up. */
   gcStart(): Promise<void>;
   gcStop(): Promise<GcStats>;
-  /** A full garbage collection in the child (which must run with --expose-gc), done when this resolves. */
-  fullGc(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -68,7 +66,7 @@ export async function startChild<T extends { type: 'ready' }>(script: string, ar
       }
     });
   });
-  const request = <R>(type: 'rss' | 'cpu' | 'gc-start' | 'gc-stop' | 'full-gc', pick: (message: Record<string, unknown>) => R) =>
+  const request = <R>(type: 'rss' | 'cpu' | 'gc-start' | 'gc-stop', pick: (message: Record<string, unknown>) => R) =>
     new Promise<R>((resolve) => {
       const onMessage = (message: Record<string, unknown>) => {
         if (message.type !== type) return;
@@ -86,7 +84,6 @@ export async function startChild<T extends { type: 'ready' }>(script: string, ar
     cpu: () => ask('cpu', 'micros'),
     gcStart: () => request('gc-start', () => undefined),
     gcStop: () => request('gc-stop', (message) => message.gc as GcStats),
-    fullGc: () => request('full-gc', () => undefined),
     stop: () =>
       new Promise<void>((resolve) => {
         if (child.exitCode !== null) return resolve();

@@ -9,8 +9,8 @@
  * store in a namespace of its own (temporary SQLite file, PostgreSQL schema, Redis key prefix) that is
  * removed when the parent disconnects. Both serve the same path, `/token-handler/v1/targets/api/*`.
  * Reports `{ type: 'ready', port }` over IPC; answers `'rss'` with its resident set size, `'cpu'` with
- * the CPU time (user + system, µs) it has used, `'gc-start'` / `'gc-stop'` with its garbage collections
- * in between (GcStats), and `'full-gc'` (when started with --expose-gc) after a full collection.
+ * the CPU time (user + system, µs) it has used, and `'gc-start'` / `'gc-stop'` with its garbage collections
+ * in between (GcStats).
  */
 import replyFrom from '@fastify/reply-from';
 import Fastify, { type FastifyInstance } from 'fastify';
@@ -112,10 +112,6 @@ let gcProfiler: GCProfiler | null = null;
 let loopDelay: ELDHistogram | null = null;
 process.on('message', (message: unknown) => {
   if (message === 'rss') process.send?.({ type: 'rss', rss: process.memoryUsage().rss });
-  if (message === 'full-gc') {
-    (globalThis as { gc?: () => void }).gc?.();
-    process.send?.({ type: 'full-gc' });
-  }
   if (message === 'gc-start') {
     gcProfiler?.stop();
     gcProfiler = new GCProfiler();
