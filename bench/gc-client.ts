@@ -16,6 +16,7 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { GCProfiler } from 'node:v8';
+import { cliFlag } from './cli.ts';
 import type { FixturesReady } from './fixtures.ts';
 import { summariseGcProfile } from './gcStats.ts';
 
@@ -36,11 +37,6 @@ interface Measured {
 const HERE = dirnameOf(import.meta.url);
 function dirnameOf(url: string): string {
   return join(fileURLToPath(url), '..');
-}
-
-function flag(args: string[], name: string): string | undefined {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? args[i + 1] : undefined;
 }
 
 interface PoolLike {
@@ -106,14 +102,14 @@ async function measure(variant: Variant, upstream: string, count: number, rate: 
 }
 
 const args = process.argv.slice(2);
-const child = flag(args, 'child') as Variant | undefined;
-const count = Number(flag(args, 'requests') ?? 10_000);
-const rate = Number(flag(args, 'rate') ?? 1000);
-const undiciPath = flag(args, 'undici') ?? join(HERE, '..', 'node_modules', 'undici');
+const child = cliFlag(args, 'child') as Variant | undefined;
+const count = Number(cliFlag(args, 'requests') ?? 10_000);
+const rate = Number(cliFlag(args, 'rate') ?? 1000);
+const undiciPath = cliFlag(args, 'undici') ?? join(HERE, '..', 'node_modules', 'undici');
 
 if (child) {
   // A variant, in a process of its own so that no other variant's garbage is in its heap.
-  const result = await measure(child, flag(args, 'upstream')!, count, rate, undiciPath);
+  const result = await measure(child, cliFlag(args, 'upstream')!, count, rate, undiciPath);
   process.send?.(result);
   process.disconnect();
 } else {

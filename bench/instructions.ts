@@ -29,6 +29,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Pool } from 'undici';
 import { HERE, login, startChild, TARGET_PATH, type Child, type Wrapper } from './children.ts';
+import { cliFlag, cliNumber, storeUrls } from './cli.ts';
 import type { FixturesReady } from './fixtures.ts';
 import type { StoreKind, SubjectReady, SubjectSpec } from './subject.ts';
 
@@ -192,11 +193,8 @@ export function instructionsTable(r: InstructionsResult): string {
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   const args = process.argv.slice(2);
-  const flag = (name: string) => {
-    const i = args.indexOf(`--${name}`);
-    return i >= 0 ? args[i + 1] : undefined;
-  };
-  const num = (name: string) => (flag(name) === undefined ? undefined : Number(flag(name)));
+  const flag = (name: string) => cliFlag(args, name);
+  const num = (name: string) => cliNumber(args, name);
   if (!valgrindAvailable()) {
     process.stderr.write('valgrind (with callgrind_control) is not installed: apt-get install valgrind\n');
     process.exit(2);
@@ -211,8 +209,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
         windows: num('windows'),
         connections: num('connections'),
         route: flag('route'),
-        postgresUrl: process.env.TH_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test',
-        redisUrl: process.env.TH_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379',
+        ...storeUrls(),
         log: (line) => process.stderr.write(`${line}\n`),
       },
       fixtures.ready,

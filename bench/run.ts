@@ -30,6 +30,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createHistogram, performance } from 'node:perf_hooks';
+import { storeUrls } from './cli.ts';
 import { canSetAffinity, HERE, login, setAffinity, startChild, TARGET_PATH, type Child } from './children.ts';
 import type { FixturesReady } from './fixtures.ts';
 import { measureSessions, sessionsTable, type SessionsResult } from './sessions.ts';
@@ -117,6 +118,15 @@ function parseOptions(argv: string[], env: NodeJS.ProcessEnv): Options {
     for (const item of items) if (!all.includes(item)) throw new Error(`--${flag}: unknown ${item} (one of ${all.join(', ')})`);
     return items;
   };
+  // The instruction count needs valgrind and ~10 minutes: part of the default full run where valgrind is
+  // installed (not of --quick), an error to ask for where it is not.
+  let only: Part[];
+  if (get('only') !== undefined) {
+    only = list('only', PARTS);
+    if (only.includes('instructions') && !valgrindAvailable()) throw new Error('--only instructions needs valgrind (with callgrind_control): apt-get install valgrind');
+  } else {
+    only = quick || !valgrindAvailable() ? PARTS.filter((p) => p !== 'instructions') : [...PARTS];
+  }
   return {
     quick,
     // Many short interleaved rounds: on a shared machine the load changes from second to second, and the
@@ -131,9 +141,7 @@ function parseOptions(argv: string[], env: NodeJS.ProcessEnv): Options {
     sweepSessions: num('sweep-sessions', 2_000_000, 100_000),
     loginDurationSec: num('login-duration', 10, 3),
     loginConcurrency: num('login-concurrency', 4, 4),
-    // The instruction count needs valgrind and ~10 minutes: part of the default full run where valgrind is
-    // installed (not of --quick), an error to ask for where it is not.
-    only: get('only') === undefined && (quick || !valgrindAvailable()) ? PARTS.filter((p) => p !== 'instructions') : list('only', PARTS),
+    only,
     instructionsRequests: num('instructions-requests', 3000, 1000),
     instructionsWarmup: num('instructions-warmup', 15_000, 2000),
     instructionsWindows: num('instructions-windows', 3, 2),
@@ -146,8 +154,7 @@ function parseOptions(argv: string[], env: NodeJS.ProcessEnv): Options {
     pin: get('pin') === undefined ? cpus().length >= 2 && canSetAffinity() : bool('pin'),
     json: get('json') ?? join(HERE, 'results', 'latest.json'),
     compareRoot: get('compare-root'),
-    postgresUrl: env.TH_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test',
-    redisUrl: env.TH_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379',
+    ...storeUrls(env),
   };
 }
 
@@ -602,7 +609,6 @@ async function main(): Promise<void> {
     }
   }
   if (options.only.includes('instructions')) {
-    if (!valgrindAvailable()) throw new Error('--only instructions needs valgrind (with callgrind_control): apt-get install valgrind');
     const fixtures = await startChild<FixturesReady>('fixtures.ts', []);
     try {
       result.instructions = await measureInstructions(

@@ -32,6 +32,7 @@ import { createPostgresStore } from '../src/store/postgres.ts';
 import { createRedisStore } from '../src/store/redis.ts';
 import { createSqliteStore } from '../src/store/sqlite.ts';
 import type { SessionRecord, SessionStore } from '../src/store/types.ts';
+import { cliFlag, storeUrls } from './cli.ts';
 import { dropPostgresSchema, unlinkRedisPrefix } from './namespaces.ts';
 
 export type StoreKind = 'sqlite' | 'postgresql' | 'redis';
@@ -439,15 +440,11 @@ export function sessionsTable(r: SessionsResult): string {
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   const args = process.argv.slice(2);
-  const flag = (name: string) => {
-    const i = args.indexOf(`--${name}`);
-    return i >= 0 ? args[i + 1] : undefined;
-  };
+  const flag = (name: string) => cliFlag(args, name);
   const result = await measureSessions({
     stores: (flag('stores') ?? 'sqlite,postgresql,redis').split(',') as StoreKind[],
     sessions: Number(flag('sessions') ?? 1_000_000),
-    postgresUrl: process.env.TH_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test',
-    redisUrl: process.env.TH_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379',
+    ...storeUrls(),
     log: (line) => process.stderr.write(`${line}\n`),
   });
   process.stdout.write(`${sessionsTable(result)}\n`);

@@ -36,6 +36,7 @@ import { createSqliteStore } from '../src/store/sqlite.ts';
 import type { SessionRecord, SessionStore } from '../src/store/types.ts';
 import { createBrowser } from '../test/support/http.ts';
 import { loginAtDevIdp } from '../test/support/login.ts';
+import { cliFlag, cliNumber, storeUrls } from './cli.ts';
 import { dropPostgresSchema, unlinkRedisPrefix } from './namespaces.ts';
 
 export type SweepStoreKind = 'sqlite' | 'postgresql' | 'redis';
@@ -529,8 +530,8 @@ export async function runSweepBenchmark(opts: SweepBenchmarkOptions = {}): Promi
     rate: opts.rate ?? 300,
     baselineSec: opts.baselineSec ?? 10,
     batchSize: opts.batchSize ?? 'default',
-    postgresUrl: opts.postgresUrl ?? process.env.TH_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test',
-    redisUrl: opts.redisUrl ?? process.env.TH_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379',
+    postgresUrl: opts.postgresUrl ?? storeUrls().postgresUrl,
+    redisUrl: opts.redisUrl ?? storeUrls().redisUrl,
   };
   const log = opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   const results: SweepStoreResult[] = [];
@@ -550,12 +551,8 @@ export function sweepTable(result: SweepBenchmarkResult): string {
 
 if (isMainThread && import.meta.main) {
   const args = process.argv.slice(2);
-  const arg = (name: string): string | undefined => {
-    const i = args.findIndex((a) => a === `--${name}` || a.startsWith(`--${name}=`));
-    if (i === -1) return undefined;
-    return args[i]!.includes('=') ? args[i]!.slice(args[i]!.indexOf('=') + 1) : args[i + 1];
-  };
-  const number = (name: string) => (arg(name) === undefined ? undefined : Number(arg(name)));
+  const arg = (name: string) => cliFlag(args, name);
+  const number = (name: string) => cliNumber(args, name);
   const result = await runSweepBenchmark({
     sessions: number('sessions'),
     stores: arg('stores')?.split(',') as SweepStoreKind[] | undefined,
