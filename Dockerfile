@@ -4,7 +4,8 @@
 # exactly as `npm start` and the tests do, so there is no build step and no dist/ to drift from src/.
 #
 #   docker build -t token-handler .
-#   docker build --target check .        # also type-check, lint and (optionally) test inside the build
+#   docker build --target check .        # type-check and lint (npm run lint) inside the build; the tests
+#                                         # need PostgreSQL, Redis and Chromium: run them with .ci/run
 #   docker run --rm -p 9080:9080 --env-file token-handler.env token-handler
 #
 # See docs/deployment.md.
@@ -23,12 +24,12 @@ COPY package.json package-lock.json ./
 RUN --mount=type=cache,target=/root/.npm \
     npm ci --omit=dev --no-audit --no-fund
 
-# ---- check: the full toolchain; `docker build --target check .` type-checks and lints ------------------
+# ---- check: the full toolchain; `docker build --target check .` type-checks and lints (no tests) -------
 FROM prod-deps AS check
 RUN --mount=type=cache,target=/root/.npm \
     npm ci --no-audit --no-fund
 COPY . .
-RUN npx tsc --noEmit && npx eslint .
+RUN npm run lint
 
 # ---- runtime -----------------------------------------------------------------------------------------
 FROM node:${NODE_VERSION}-slim AS runtime

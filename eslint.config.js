@@ -23,6 +23,6 @@ export default tseslint.config(
   },
   {
     files: ['src/demo/page/**/*.js'],
-    languageOptions: { globals: { window: 'readonly', document: 'readonly', fetch: 'readonly', axios: 'readonly', console: 'readonly' } },
+    languageOptions: { globals: { window: 'readonly', document: 'readonly', fetch: 'readonly', axios: 'readonly', console: 'readonly', URL: 'readonly' } },
   },
 );

@@ -21,9 +21,12 @@ export interface Child<T> {
   rss(): Promise<number>;
   /** CPU time (user + system) the child has used, µs. */
   cpu(): Promise<number>;
-  /** Starts recording the child's garbage collections; `gcStop` ends it and sums them up. */
+  /**
+   * Starts recording the child's garbage collections; `gcStop` ends it and sums them up (undefined for a
+   * worker group, whose requests are served by other processes than the one asked).
+   */
   gcStart(): Promise<void>;
-  gcStop(): Promise<GcStats>;
+  gcStop(): Promise<GcStats | undefined>;
   stop(): Promise<void>;
 }
 
@@ -66,14 +69,23 @@ export async function startChild<T extends { type: 'ready' }>(script: string, ar
       }
     });
   });
+  // A subject that dies mid-run is reported (with its signal) and fails the run instead of leaving it waiting.
+  let stopping = false;
+  child.once('exit', (code, signal) => {
+    if (!stopping) process.stderr.write(`[bench] ${script} ${args[0]?.slice(0, 80) ?? ''} (pid ${child.pid}) exited unexpectedly: code ${code}, signal ${signal}\n`);
+  });
   const request = <R>(type: 'rss' | 'cpu' | 'gc-start' | 'gc-stop', pick: (message: Record<string, unknown>) => R) =>
-    new Promise<R>((resolve) => {
+    new Promise<R>((resolve, reject) => {
+      if (child.exitCode !== null || child.signalCode !== null) return reject(new Error(`${script} (pid ${child.pid}) has exited`));
+      const onExit = () => reject(new Error(`${script} (pid ${child.pid}) exited while asked for ${type}`));
       const onMessage = (message: Record<string, unknown>) => {
         if (message.type !== type) return;
         child.off('message', onMessage);
+        child.off('exit', onExit);
         resolve(pick(message));
       };
       child.on('message', onMessage);
+      child.once('exit', onExit);
       child.send(type);
     });
   const ask = (type: 'rss' | 'cpu', field: 'rss' | 'micros') => request(type, (message) => Number(message[field] ?? 0));
@@ -83,9 +95,10 @@ export async function startChild<T extends { type: 'ready' }>(script: string, ar
     rss: () => ask('rss', 'rss'),
     cpu: () => ask('cpu', 'micros'),
     gcStart: () => request('gc-start', () => undefined),
-    gcStop: () => request('gc-stop', (message) => message.gc as GcStats),
+    gcStop: () => request('gc-stop', (message) => message.gc as GcStats | undefined),
     stop: () =>
       new Promise<void>((resolve) => {
+        stopping = true;
         if (child.exitCode !== null) return resolve();
         const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
         child.once('exit', () => {

@@ -10,6 +10,7 @@
  *   path join       joinUpstreamPath of a plain path (no URL re-parse) vs one with a character that
  *                   takes the re-parse
  *   upstream headers  reply-from's copy + delete-in-place rewrite (session 1) vs one pass into a new object
+ *   trace context   that pass without vs with a browser's traceparent + tracestate (validated; tracing off)
  *
  * Prints a Markdown table; `--json <file>` also writes the numbers.
  */
@@ -21,8 +22,8 @@ import { createLogger, loggerOptions } from '../src/log.ts';
 import { TurnBatchedStdout } from '../src/ops/logDestination.ts';
 import { HotCounter, HotHistogram } from '../src/ops/hotMetrics.ts';
 import { OneLinePerRequest } from '../src/ops/requestLog.ts';
-import { prepareUpstreamHeaders, type Headers } from '../src/security/headers.ts';
-import { joinUpstreamPath } from '../src/security/paths.ts';
+import { prepareUpstreamHeaders, type Headers } from '../src/proxy/headers.ts';
+import { joinUpstreamPath } from '../src/proxy/paths.ts';
 
 type Row = { piece: string; before: string; after: string; beforeUs: number; afterUs: number };
 
@@ -141,8 +142,8 @@ const add = (piece: string, before: string, beforeUs: number, after: string, aft
     connection: 'keep-alive',
     'sec-fetch-site': 'same-origin',
   };
-  const policy = { isOwnCookie: (name: string) => name === 'session' || name === 'XSRF-TOKEN', xsrfHeader: 'x-xsrf-token', extra: [] as const, upstreamHost: 'api.internal:8080' };
-  const forwarded = { clientAddress: '127.0.0.1', proto: 'http', host: '127.0.0.1:8080' };
+  const policy = { isOwnCookie: (name: string) => name === 'session' || name === 'XSRF-TOKEN', xsrfHeader: 'x-xsrf-token', extra: [] as const, upstreamHost: 'api.internal:8080', allowMethodOverride: false };
+  const forwarded = { clientAddress: '127.0.0.1', peerTrusted: false, proto: 'http', host: '127.0.0.1:8080' };
   const token = 'eyJhbGciOiJSUzI1NiJ9.'.padEnd(800, 'x');
   // Session 1: reply-from's copy, then removal in place (every hop-by-hop name probed, keys deleted).
   const hop = ['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade'];
@@ -163,6 +164,15 @@ const add = (piece: string, before: string, beforeUs: number, after: string, aft
     time(200_000, inPlace),
     'one pass into a new object',
     time(200_000, () => prepareUpstreamHeaders({ ...browser }, policy, token, forwarded, true)),
+  );
+  // Tracing off: what a browser's W3C trace context costs the same pass (traceparent validated, tracestate kept).
+  const withTrace: Headers = { ...browser, traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01', tracestate: 'rojo=00f067aa0ba902b7' };
+  add(
+    'upstream headers, trace context',
+    'no traceparent',
+    time(200_000, () => prepareUpstreamHeaders({ ...browser }, policy, token, forwarded, true)),
+    'traceparent + tracestate',
+    time(200_000, () => prepareUpstreamHeaders({ ...withTrace }, policy, token, forwarded, true)),
   );
 }
 

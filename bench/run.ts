@@ -6,7 +6,7 @@
  *                     [--login-duration 10] [--login-concurrency 4] [--only proxy,login,instructions,sessions,sweep]
  *                     [--instructions-requests 3000] [--instructions-warmup 15000] [--instructions-windows 3]
  *                     [--profile] [--log-level info] [--route /static] [--pin true|false] [--latency-rate 1000]
- *                     [--settle-ms 1500] [--freeze true|false]
+ *                     [--settle-ms 1500] [--freeze true|false] [--peers apache,nginx] [--workers 1,auto]
  *                     [--json bench/results/latest.json]
  *
  * Every flag also reads an environment variable: BENCH_DURATION, BENCH_WARMUP, BENCH_ROUNDS, BENCH_CONNECTIONS,
@@ -17,8 +17,13 @@
  *   bench process      autocannon (load generator), the login driver, the session-lookup measurement
  *                      and the sweep benchmark (bench/sweep.ts, which runs its own app in-process)
  *   fixtures child     the dev IdP and the demo upstream (bench/fixtures.ts)
- *   subject children   one per proxy under test (bench/subject.ts): the bare proxy, and token-handler on
- *                      each store; all started up front, idle while another is measured
+ *   subject children   one per proxy under test (bench/subject.ts): the bare proxy, token-handler on
+ *                      each store, and the real peers (bench/peers.ts, `--peers`): Apache + mod_auth_openidc,
+ *                      nginx + token-handler forward-auth; all started up front, idle while another is measured
+ *   worker groups      token-handler with `--workers` (`--workers 1,auto`, the default: each store as one process
+ *                      and as a worker group of one worker per core), a primary and its workers; measured with all
+ *                      CPUs (unpinned), beside Apache on all CPUs (`apache+mod_auth_openidc all-cores`), and the
+ *                      issue's target ratios are printed pairing like with like (see `targetChecks`)
  * So the upstream, the subject and the load generator each have an event loop (and, on 2 cores, a fair
  * share of the CPU) of their own. Cases are interleaved: every round measures direct, bare, then each
  * store, and ratios are taken within a round (subject / bare of the same round), medians over rounds.
@@ -31,6 +36,9 @@ import { cpus, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createHistogram, performance } from 'node:perf_hooks';
 import { storeUrls } from './cli.ts';
+import { APACHE_ALL_CORES, isAllCores, targetChecks, targetsTable, tokenHandlerCase, workerList, type CaseName, type TargetCheck } from './targets.ts';
+import { ensureApache, loginApache, processTree } from './peers.ts';
+import { probeNginx } from '../test/support/nginx.ts';
 import { canSetAffinity, HERE, login, setAffinity, startChild, TARGET_PATH, type Child } from './children.ts';
 import type { FixturesReady } from './fixtures.ts';
 import { measureSessions, sessionsTable, type SessionsResult } from './sessions.ts';
@@ -44,6 +52,7 @@ import { instructionsTable, measureInstructions, valgrindAvailable, type Instruc
 // ---------------------------------------------------------------------------------------------------
 
 type Part = 'proxy' | 'login' | 'instructions' | 'sessions' | 'sweep';
+type PeerName = 'apache' | 'nginx';
 const PARTS = ['proxy', 'login', 'instructions', 'sessions', 'sweep'] as const;
 
 interface Options {
@@ -55,6 +64,8 @@ interface Options {
   rounds: number;
   connections: number;
   stores: StoreKind[];
+  /** Real peers measured beside token-handler (bench/peers.ts): Apache + mod_auth_openidc, nginx + forward-auth. */
+  peers: PeerName[];
   sessions: number;
   sweepSessions: number;
   loginDurationSec: number;
@@ -69,7 +80,9 @@ interface Options {
   /**
    * During the proxy benchmark, the proxies under test run on the last CPU and the load generator and
    * upstream on the others (taskset): each proxy gets the same core to itself instead of whatever the
-   * scheduler leaves it beside the load generator. Default: on with 2+ CPUs and taskset present.
+   * scheduler leaves it beside the load generator. Default: on with 2+ CPUs and taskset present. The all-cores
+   * cases (worker groups, Apache with a child per core) are not pinned, and while one of them is measured the
+   * load generator and upstream are unpinned too (`placeLoad`).
    */
   pin: boolean;
   /** Idle time before each case's warm-up, ms. */
@@ -77,7 +90,8 @@ interface Options {
   /**
    * The other proxies are stopped (SIGSTOP) while one is measured and continued (SIGCONT) after it: all share
    * the pinned core, and an idle proxy is not idle to V8, which runs its memory-reducing full collections
-   * seconds after a load has ended, i.e. during the next case. Default on.
+   * seconds after a load has ended, i.e. during the next case. Default on. Every process of the subject is
+   * stopped: a worker group's primary and workers, the peers' nginx and Apache processes.
    */
   freeze: boolean;
   /** Requests per second of the fixed-rate latency measurement (0: none). */
@@ -87,6 +101,11 @@ interface Options {
   json: string;
   /** Another checkout (e.g. the code before an optimisation) measured beside this one, store by store. */
   compareRoot: string | undefined;
+  /**
+   * token-handler's `--workers` values measured, each on every store (`1`: one process, pinned like the others;
+   * `auto` or `<n>`: a worker group on all CPUs, beside Apache on all CPUs). Default `1,auto`.
+   */
+  workers: string[];
   postgresUrl: string;
   redisUrl: string;
 }
@@ -137,6 +156,7 @@ function parseOptions(argv: string[], env: NodeJS.ProcessEnv): Options {
     rounds: num('rounds', 5, 2),
     connections: num('connections', 50, 50),
     stores: list('stores', ['sqlite', 'postgresql', 'redis'] as const),
+    peers: get('peers') === 'none' || get('peers') === '' ? [] : list('peers', ['apache', 'nginx'] as const),
     sessions: num('sessions', 1_000_000, 100_000),
     sweepSessions: num('sweep-sessions', 2_000_000, 100_000),
     loginDurationSec: num('login-duration', 10, 3),
@@ -154,6 +174,7 @@ function parseOptions(argv: string[], env: NodeJS.ProcessEnv): Options {
     pin: get('pin') === undefined ? cpus().length >= 2 && canSetAffinity() : bool('pin'),
     json: get('json') ?? join(HERE, 'results', 'latest.json'),
     compareRoot: get('compare-root'),
+    workers: workerList(get('workers') ?? '1,auto'),
     ...storeUrls(env),
   };
 }
@@ -264,11 +285,14 @@ const median = (values: number[]): number => {
 // Parts
 // ---------------------------------------------------------------------------------------------------
 
-type CaseName = 'direct' | 'bare' | `token-handler/${StoreKind}` | `before/${StoreKind}`;
-
 export interface ProxyCaseResult extends LoadResult {
   case: CaseName;
-  /** Median over rounds of (this case's rps / the bare proxy's rps in the same round). */
+  /** Measured unpinned, on every CPU (worker groups, Apache all-cores); otherwise on the proxies' pinned CPU when `--pin`. */
+  allCores: boolean;
+  /**
+   * Median over rounds of (this case's rps / the bare proxy's rps in the same round). The ratios to bare are
+   * null for an all-cores case when bare was pinned (`--pin`): not like with like.
+   */
   ratioToBare: number | null;
   /** This case's median rps / the bare proxy's median rps (less sensitive to one noisy pairing). */
   ratioOfMedians: number | null;
@@ -310,11 +334,42 @@ export interface ProxyCaseResult extends LoadResult {
   } | null;
 }
 
-/** Sends `signal` to every proxy under test but `current` (SIGSTOP / SIGCONT: see Options.freeze). */
+/**
+ * Sends `signal` to every proxy under test but `current` (SIGSTOP / SIGCONT: see Options.freeze), with every
+ * process it started: a worker group's workers (Node.js processes whose idle-time collections would land in
+ * another case), the peers' nginx and Apache processes.
+ */
 function signalOthers(cases: { name: CaseName; child?: Child<SubjectReady> }[], current: { name: CaseName }, signal: 'SIGSTOP' | 'SIGCONT'): void {
   for (const other of cases) {
-    if (other.name !== current.name && other.child?.process.pid !== undefined) other.child.process.kill(signal);
+    if (other.name === current.name || other.child?.process.pid === undefined) continue;
+    for (const pid of processTree(other.child.process.pid)) {
+      try {
+        process.kill(pid, signal);
+      } catch {
+        // exited meanwhile
+      }
+    }
   }
+}
+
+/**
+ * CPU placement of the load generator and upstream while a case runs (with `--pin`): a pinned case's proxy is on the last CPU (set once, at the
+ * start) and the load generator and upstream on the others; for an all-cores case the load generator and the
+ * upstream are unpinned too, so that the case runs as on an unpinned machine (its own processes are unpinned).
+ */
+function placeLoad(pin: Placement | undefined, allCores: boolean): void {
+  if (!pin) return;
+  const want = allCores ? pin.allCpus : pin.loadCpus;
+  if (pin.current === want) return;
+  for (const pid of pin.loadPids) setAffinity(pid, want);
+  pin.current = want;
+}
+
+interface Placement {
+  loadPids: number[];
+  loadCpus: string;
+  allCpus: string;
+  current: string;
 }
 
 async function proxyBenchmark(
@@ -322,19 +377,35 @@ async function proxyBenchmark(
   fixtures: FixturesReady,
   subjects: Map<CaseName, Child<SubjectReady>>,
   log: (line: string) => void,
+  placement?: Placement,
 ): Promise<ProxyCaseResult[]> {
-  const cases: { name: CaseName; url: string; headers: Record<string, string>; child?: Child<SubjectReady> }[] = [];
+  const cases: { name: CaseName; url: string; headers: Record<string, string>; child?: Child<SubjectReady>; allCores: boolean }[] = [];
   // Every case sends the same request headers. On /static the upstream answers the same bytes to every
   // case; on /echo/* its answer grows with what a proxy adds (the bearer token, twice: headers and rawHeaders).
+  // Each case logs in through the same dev IdP: token-handler (and nginx + forward-auth, through nginx) with its
+  // session cookie, Apache with mod_auth_openidc's.
   const cookies = new Map<CaseName, string>();
   for (const [name, child] of subjects) {
-    if (name.startsWith('token-handler/') || name.startsWith('before/')) cookies.set(name, await login(`http://127.0.0.1:${child.ready.port}`));
+    const base = `http://127.0.0.1:${child.ready.port}`;
+    if (name.startsWith('token-handler/') || name.startsWith('before/') || name === 'nginx+forward-auth') cookies.set(name, `session=${await login(base)}`);
+    if (name.startsWith('apache+mod_auth_openidc')) cookies.set(name, `mod_auth_openidc_session=${await loginApache(`${base}${TARGET_PATH}${options.route}`)}`);
   }
-  const anyCookie = [...cookies.values()][0] ?? 'x'.repeat(120);
-  cases.push({ name: 'direct', url: `${fixtures.upstream}${options.route}`, headers: { cookie: `session=${anyCookie}` } });
+  const anyCookie = [...cookies.values()][0] ?? `session=${'x'.repeat(120)}`;
+  cases.push({ name: 'direct', url: `${fixtures.upstream}${options.route}`, headers: { cookie: anyCookie }, allCores: false });
   for (const [name, child] of subjects) {
-    cases.push({ name, url: `http://127.0.0.1:${child.ready.port}${TARGET_PATH}${options.route}`, headers: { cookie: `session=${cookies.get(name) ?? anyCookie}` }, child });
+    cases.push({ name, url: `http://127.0.0.1:${child.ready.port}${TARGET_PATH}${options.route}`, headers: { cookie: cookies.get(name) ?? anyCookie }, child, allCores: isAllCores(name) });
   }
+  // Every authenticating case must hand the upstream a bearer token (a peer misconfigured into passing requests
+  // through without one would look fast): the echo route reports what the upstream received.
+  for (const c of cases) {
+    if (c.name === 'direct' || c.name === 'bare') continue;
+    const res = await fetch(`${c.url.slice(0, c.url.length - options.route.length)}/echo/bench-check`, { headers: c.headers });
+    const body = (await res.json().catch(() => ({}))) as { headers?: Record<string, string> };
+    const authorization = body.headers?.authorization ?? '';
+    if (res.status !== 200 || !authorization.startsWith('Bearer ey')) throw new Error(`${c.name}: the upstream got no bearer token (status ${res.status})`);
+    if (/(^|;\s*)(session|mod_auth_openidc_session)=/.test(body.headers?.cookie ?? '')) throw new Error(`${c.name}: the session cookie reached the upstream`);
+  }
+  log(`[proxy] every authenticating case hands the upstream a bearer token and keeps its session cookie from it`);
   const perRound = new Map<CaseName, LoadResult[]>(cases.map((c) => [c.name, []]));
   const atRate = new Map<CaseName, LoadResult[]>(cases.map((c) => [c.name, []]));
   const rss = new Map<CaseName, number>();
@@ -344,6 +415,7 @@ async function proxyBenchmark(
   for (const c of cases) {
     if (!c.child || options.prewarmSec === 0) continue;
     if (options.freeze) signalOthers(cases, c, 'SIGSTOP');
+    placeLoad(placement, c.allCores);
     await load(c.url, c.headers, options.connections, options.prewarmSec, false);
     if (options.freeze) signalOthers(cases, c, 'SIGCONT');
   }
@@ -355,6 +427,7 @@ async function proxyBenchmark(
     for (let k = 0; k < cases.length; k += 1) {
       const c = cases[(r + k) % cases.length]!;
       if (options.freeze) signalOthers(cases, c, 'SIGSTOP');
+      placeLoad(placement, c.allCores);
       await sleep(options.settleMs);
       await load(c.url, c.headers, options.connections, options.warmupSec, false);
       const cpuBefore = c.child ? await c.child.cpu() : 0;
@@ -366,7 +439,8 @@ async function proxyBenchmark(
       if (options.latencyRate > 0) {
         if (c.child) await c.child.gcStart();
         const fixed = await fixedRateLoad(c.url, c.headers, options.connections, options.durationSec, options.latencyRate);
-        if (c.child) fixed.gc = await c.child.gcStop();
+        const gcStats = c.child ? await c.child.gcStop() : undefined;
+        if (gcStats) fixed.gc = gcStats;
         atRate.get(c.name)!.push(fixed);
         const gc = fixed.gc ? `, scavenges ${fixed.gc.scavenges} (mean ${fixed.gc.scavengeMeanMs} ms, max ${fixed.gc.scavengeMaxMs} ms), promoted ${fixed.gc.promotedMb} MB, mark-compacts ${fixed.gc.markCompacts} (${fixed.gc.markCompactMs} ms), loop delay p99 ${fixed.gc.loopDelayP99Ms} ms, max ${fixed.gc.loopDelayMaxMs} ms` : '';
         log(`[proxy] round ${r + 1}/${options.rounds} ${c.name} at ${options.latencyRate} req/s: p50 ${fixed.p50Ms} ms, p99 ${fixed.p99Ms} ms, p99.9 ${fixed.p999Ms} ms, non-2xx ${fixed.non2xx}, errors ${fixed.errors}${gc}`);
@@ -374,20 +448,23 @@ async function proxyBenchmark(
       if (options.freeze) signalOthers(cases, c, 'SIGCONT');
     }
   }
-  const bare = perRound.get('bare') ?? [];
+  const bareRounds = perRound.get('bare') ?? [];
   const bareAtRate = atRate.get('bare') ?? [];
-  const bareMedian = median(bare.map((x) => x.rps));
-  const bareCpu = median(bare.map((x) => x.cpuUsPerRequest ?? Number.NaN));
+  const bareMedian = median(bareRounds.map((x) => x.rps));
+  const bareCpu = median(bareRounds.map((x) => x.cpuUsPerRequest ?? Number.NaN));
   const best = (xs: number[]): number => Math.max(...xs.filter((x) => Number.isFinite(x)));
   const least = (xs: number[]): number => Math.min(...xs.filter((x) => Number.isFinite(x)));
-  const bareBest = bare.length > 0 ? best(bare.map((x) => x.rps)) : Number.NaN;
-  const bareLeastCpu = bare.length > 0 ? least(bare.map((x) => x.cpuUsPerRequest ?? Number.NaN)) : Number.NaN;
+  const bareBest = bareRounds.length > 0 ? best(bareRounds.map((x) => x.rps)) : Number.NaN;
+  const bareLeastCpu = bareRounds.length > 0 ? least(bareRounds.map((x) => x.cpuUsPerRequest ?? Number.NaN)) : Number.NaN;
   return cases.map((c) => {
     const rounds = perRound.get(c.name)!;
+    // An all-cores case against the pinned bare proxy would not be like with like: no ratios to bare.
+    const bare = c.allCores && options.pin ? [] : bareRounds;
     const ratios = bare.length > 0 ? rounds.map((res, i) => res.rps / bare[i]!.rps) : [];
     const added = bare.length > 0 ? rounds.map((res, i) => res.p99Ms - bare[i]!.p99Ms) : [];
     return {
       case: c.name,
+      allCores: c.allCores,
       rps: round(median(rounds.map((x) => x.rps)), 0),
       requests: rounds.reduce((n, x) => n + x.requests, 0),
       non2xx: rounds.reduce((n, x) => n + x.non2xx, 0),
@@ -398,13 +475,13 @@ async function proxyBenchmark(
       ratioToBare: ratios.length > 0 ? round(median(ratios), 3) : null,
       ratioOfMedians: bare.length > 0 ? round(median(rounds.map((x) => x.rps)) / bareMedian, 3) : null,
       cpuUsPerRequest: c.child ? round(median(rounds.map((x) => x.cpuUsPerRequest ?? Number.NaN)), 1) : undefined,
-      cpuRatioToBare: c.child && bareCpu > 0 ? round(bareCpu / median(rounds.map((x) => x.cpuUsPerRequest ?? Number.NaN)), 3) : null,
+      cpuRatioToBare: c.child && bare.length > 0 && bareCpu > 0 ? round(bareCpu / median(rounds.map((x) => x.cpuUsPerRequest ?? Number.NaN)), 3) : null,
       bestRatioToBare: bare.length > 0 ? round(best(rounds.map((x) => x.rps)) / bareBest, 3) : null,
-      bestCpuRatioToBare: c.child && Number.isFinite(bareLeastCpu) ? round(bareLeastCpu / least(rounds.map((x) => x.cpuUsPerRequest ?? Number.NaN)), 3) : null,
+      bestCpuRatioToBare: c.child && bare.length > 0 && Number.isFinite(bareLeastCpu) ? round(bareLeastCpu / least(rounds.map((x) => x.cpuUsPerRequest ?? Number.NaN)), 3) : null,
       addedP99Ms: added.length > 0 ? round(median(added)) : null,
       rssMb: rss.has(c.name) ? round(rss.get(c.name)! / 2 ** 20, 0) : null,
       rounds,
-      atRate: summariseAtRate(options.latencyRate, atRate.get(c.name)!, bareAtRate),
+      atRate: summariseAtRate(options.latencyRate, atRate.get(c.name)!, bare.length > 0 ? bareAtRate : []),
     };
   });
 }
@@ -493,6 +570,8 @@ interface BenchResult {
   machine: { cpus: number; cpuModel: string; memoryGb: number; node: string; platform: string };
   options: Omit<Options, 'postgresUrl' | 'redisUrl'>;
   proxy?: ProxyCaseResult[];
+  /** Issue 24.3's target ratios from the proxy benchmark (`targetChecks`). */
+  targets?: TargetCheck[];
   login?: LoginResult;
   sessions?: SessionsResult;
   sweep?: SweepBenchmarkResult;
@@ -500,14 +579,15 @@ interface BenchResult {
   elapsedSec?: number;
 }
 
-function proxyTable(rows: ProxyCaseResult[], connections: number): string {
+function proxyTable(rows: ProxyCaseResult[], connections: number, pin: boolean): string {
+  const name = (r: ProxyCaseResult): string => `${r.case}${r.allCores && pin ? ' *' : ''}`;
   const lines = [
     `| case (${connections} connections) | req/s | ratio to bare (per round / of medians) | CPU µs/req | CPU ratio to bare | best rounds' ratio (req/s / CPU) | p50 ms | p99 ms | p99.9 ms | added p99 ms | RSS MB | non-2xx / errors |`,
     '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
   ];
   for (const r of rows) {
     lines.push(
-      `| ${r.case} | ${r.rps} | ${r.ratioToBare === null ? '–' : `${Math.round(r.ratioToBare * 1000) / 10}% / ${Math.round((r.ratioOfMedians ?? Number.NaN) * 1000) / 10}%`} | ${r.cpuUsPerRequest ?? '–'} | ${r.cpuRatioToBare === null ? '–' : `${Math.round(r.cpuRatioToBare * 1000) / 10}%`} | ${r.bestRatioToBare === null ? '–' : `${Math.round(r.bestRatioToBare * 1000) / 10}% / ${r.bestCpuRatioToBare === null ? '–' : `${Math.round(r.bestCpuRatioToBare * 1000) / 10}%`}`} | ${r.p50Ms} | ${r.p99Ms} | ${r.p999Ms} | ${r.addedP99Ms ?? '–'} | ${r.rssMb ?? '–'} | ${r.non2xx} / ${r.errors} |`,
+      `| ${name(r)} | ${r.rps} | ${r.ratioToBare === null ? '–' : `${Math.round(r.ratioToBare * 1000) / 10}% / ${Math.round((r.ratioOfMedians ?? Number.NaN) * 1000) / 10}%`} | ${r.cpuUsPerRequest ?? '–'} | ${r.cpuRatioToBare === null ? '–' : `${Math.round(r.cpuRatioToBare * 1000) / 10}%`} | ${r.bestRatioToBare === null ? '–' : `${Math.round(r.bestRatioToBare * 1000) / 10}% / ${r.bestCpuRatioToBare === null ? '–' : `${Math.round(r.bestCpuRatioToBare * 1000) / 10}%`}`} | ${r.p50Ms} | ${r.p99Ms} | ${r.p999Ms} | ${r.addedP99Ms ?? '–'} | ${r.rssMb ?? '–'} | ${r.non2xx} / ${r.errors} |`,
     );
   }
   const fixed = rows.filter((r) => r.atRate !== null);
@@ -522,7 +602,7 @@ function proxyTable(rows: ProxyCaseResult[], connections: number): string {
       const non2xx = a.rounds.reduce((n, x) => n + x.non2xx, 0);
       const errors = a.rounds.reduce((n, x) => n + x.errors, 0);
       const gc = a.scavengeMeanMs === null ? '–' : `${a.scavengeMeanMs} / ${a.scavengeMaxMs}`;
-      lines.push(`| ${r.case} | ${a.p50Ms} | ${a.p99Ms} | ${a.p999Ms} | ${a.addedP50Ms ?? '–'} | ${a.addedP99Ms ?? '–'} | ${a.loopDelayP99Ms ?? '–'} | ${gc} | ${a.promotedMbPer10k ?? '–'} | ${non2xx} / ${errors} |`);
+      lines.push(`| ${name(r)} | ${a.p50Ms} | ${a.p99Ms} | ${a.p999Ms} | ${a.addedP50Ms ?? '–'} | ${a.addedP99Ms ?? '–'} | ${a.loopDelayP99Ms ?? '–'} | ${gc} | ${a.promotedMbPer10k ?? '–'} | ${non2xx} / ${errors} |`);
     }
   }
   return lines.join('\n');
@@ -539,9 +619,10 @@ function loginTable(r: LoginResult): string {
 export function renderReport(result: BenchResult): string {
   const parts = [
     `Machine: ${result.machine.cpus} cores (${result.machine.cpuModel}), ${result.machine.memoryGb} GB, Node ${result.machine.node}, ${result.machine.platform}; ${result.startedAt}.`,
-    `Options: ${result.options.rounds} rounds × ${result.options.durationSec} s (+${result.options.warmupSec} s warm-up) per case${result.options.prewarmSec ? ` after ${result.options.prewarmSec} s of unmeasured load on each proxy` : ''}, ${result.options.connections} connections, upstream route \`${result.options.route}\`, ${result.options.pin ? 'proxies pinned to a CPU of their own' : 'no CPU pinning'}, log level ${result.options.logLevel}; whole run ${result.elapsedSec ?? '?'} s.`,
+    `Options: ${result.options.rounds} rounds × ${result.options.durationSec} s (+${result.options.warmupSec} s warm-up) per case${result.options.prewarmSec ? ` after ${result.options.prewarmSec} s of unmeasured load on each proxy` : ''}, ${result.options.connections} connections, upstream route \`${result.options.route}\`, ${result.options.pin ? 'proxies pinned to a CPU of their own (all-cores cases, marked *, unpinned with the load generator)' : 'no CPU pinning'}, log level ${result.options.logLevel}; whole run ${result.elapsedSec ?? '?'} s.`,
   ];
-  if (result.proxy) parts.push(proxyTable(result.proxy, result.options.connections));
+  if (result.proxy) parts.push(proxyTable(result.proxy, result.options.connections, result.options.pin));
+  if (result.targets && result.targets.length > 0) parts.push(targetsTable(result.targets));
   if (result.login) parts.push(loginTable(result.login));
   if (result.instructions) parts.push(instructionsTable(result.instructions));
   if (result.sessions) parts.push(sessionsTable(result.sessions));
@@ -570,12 +651,36 @@ async function main(): Promise<void> {
     const subjects = new Map<CaseName, Child<SubjectReady>>();
     const profileArgs = options.profile ? ['--cpu-prof', `--cpu-prof-dir=${join(HERE, 'results', 'profiles')}`] : [];
     try {
-      const spec = (store: StoreKind): SubjectSpec => ({ mode: 'token-handler', upstream: fixtures.ready.upstream, issuer: fixtures.ready.issuer, store, postgresUrl, redisUrl, logLevel: options.logLevel });
+      const spec = (store: StoreKind, workers = '1'): SubjectSpec => ({ mode: 'token-handler', upstream: fixtures.ready.upstream, issuer: fixtures.ready.issuer, store, postgresUrl, redisUrl, logLevel: options.logLevel, workers });
+      // Worker groups only for the proxy benchmark; one process always for the login benchmark.
+      const workerGroups = options.only.includes('proxy') ? options.workers.filter((w) => w !== '1') : [];
+      const oneWorker = options.workers.includes('1') || options.only.includes('login');
       if (options.only.includes('proxy')) {
         subjects.set('bare', await startChild<SubjectReady>('subject.ts', [JSON.stringify({ mode: 'bare', upstream: fixtures.ready.upstream } satisfies SubjectSpec)], profileArgs));
+        if (options.peers.includes('apache')) {
+          const unavailable = ensureApache(log);
+          if (unavailable) log(`[proxy] apache+mod_auth_openidc skipped: ${unavailable}`);
+          else {
+            const apache = (children?: number): string => JSON.stringify({ mode: 'apache', upstream: fixtures.ready.upstream, issuer: fixtures.ready.issuer, ...(children ? { children } : {}) } satisfies SubjectSpec);
+            if (oneWorker) subjects.set('apache+mod_auth_openidc', await startChild<SubjectReady>('subject.ts', [apache()]));
+            // Beside the worker groups, Apache on all cores too: one child process per core (bench/peers.ts).
+            if (workerGroups.length > 0) subjects.set(APACHE_ALL_CORES, await startChild<SubjectReady>('subject.ts', [apache(cpus().length)]));
+          }
+        }
+        if (options.peers.includes('nginx')) {
+          const unavailable = probeNginx();
+          if (unavailable) log(`[proxy] nginx+forward-auth skipped: ${unavailable}`);
+          else {
+            const nginxSpec: SubjectSpec = { mode: 'nginx-forward-auth', upstream: fixtures.ready.upstream, issuer: fixtures.ready.issuer, logLevel: options.logLevel };
+            subjects.set('nginx+forward-auth', await startChild<SubjectReady>('subject.ts', [JSON.stringify(nginxSpec)], profileArgs));
+          }
+        }
       }
       for (const store of options.stores) {
-        subjects.set(`token-handler/${store}`, await startChild<SubjectReady>('subject.ts', [JSON.stringify(spec(store))], profileArgs));
+        if (oneWorker) subjects.set(tokenHandlerCase(store, '1'), await startChild<SubjectReady>('subject.ts', [JSON.stringify(spec(store))], profileArgs));
+        for (const workers of workerGroups) {
+          subjects.set(tokenHandlerCase(store, workers), await startChild<SubjectReady>('subject.ts', [JSON.stringify(spec(store, workers))], profileArgs));
+        }
         if (options.compareRoot && options.only.includes('proxy')) {
           subjects.set(`before/${store}`, await startChild<SubjectReady>('subject.ts', [JSON.stringify(spec(store))], profileArgs, join(options.compareRoot, 'bench')));
         }
@@ -583,23 +688,28 @@ async function main(): Promise<void> {
       if (options.only.includes('proxy')) {
         const last = cpus().length - 1;
         const loadCpus = last === 1 ? '0' : `0-${last - 1}`;
+        let placement: Placement | undefined;
         if (options.pin) {
-          setAffinity(process.pid, loadCpus);
-          setAffinity(fixtures.process.pid!, loadCpus);
-          for (const child of subjects.values()) setAffinity(child.process.pid!, String(last));
-          log(`[proxy] pinned: proxies on CPU ${last}, load generator and upstream on CPU ${loadCpus}`);
+          placement = { loadPids: [process.pid, fixtures.process.pid!], loadCpus, allCpus: `0-${last}`, current: '' };
+          placeLoad(placement, false);
+          // With the processes they started (the peers' nginx and Apache masters and workers). All-cores cases
+          // (worker groups, Apache with a child per core) stay on every CPU.
+          for (const [name, child] of subjects) for (const pid of processTree(child.process.pid!)) setAffinity(pid, isAllCores(name) ? `0-${last}` : String(last));
+          const allCores = [...subjects.keys()].filter(isAllCores);
+          log(`[proxy] pinned: proxies on CPU ${last}, load generator and upstream on CPU ${loadCpus}${allCores.length > 0 ? `; unpinned, with the load generator and upstream, while measured: ${allCores.join(', ')}` : ''}`);
         }
         try {
-          result.proxy = await proxyBenchmark(options, fixtures.ready, subjects, log);
+          result.proxy = await proxyBenchmark(options, fixtures.ready, subjects, log, placement);
+          result.targets = targetChecks(result.proxy, options.stores, options.workers, options.pin);
         } finally {
           if (options.pin) {
-            for (const pid of [process.pid, fixtures.process.pid!, ...[...subjects.values()].map((c) => c.process.pid!)]) setAffinity(pid, `0-${last}`);
+            for (const pid of [process.pid, fixtures.process.pid!, ...[...subjects.values()].flatMap((c) => processTree(c.process.pid!))]) setAffinity(pid, `0-${last}`);
           }
         }
       }
       if (options.only.includes('login')) {
         const store = options.stores[0] ?? 'sqlite';
-        const child = subjects.get(`token-handler/${store}`)!;
+        const child = subjects.get(tokenHandlerCase(store, '1'))!;
         result.login = await loginBenchmark(options, store, `http://127.0.0.1:${child.ready.port}`);
         log(`[login] ${result.login.perSec} logins/s (p50 ${result.login.p50Ms} ms, p99 ${result.login.p99Ms} ms, ${result.login.failures} failures)`);
       }

@@ -168,7 +168,7 @@ async function fill(kind: StoreKind, target: { file?: string; pgUrl?: string; sc
     const db = new Database(target.file!);
     db.pragma('journal_mode = WAL');
     const insert = db.prepare(
-      `insert into sessions (id_hash, client_id, tenant, issuer, sub, sid, payload, access_expires_at, created_at, last_used_at,
+      `insert into token_handler_sessions (id_hash, client_id, tenant, issuer, sub, sid, payload, access_expires_at, created_at, last_used_at,
          expires_at, idle_expires_at, version, user_agent) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     );
     const chunk = db.transaction((a: number, b: number) => {

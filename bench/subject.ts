@@ -7,30 +7,56 @@
  * proxy pays). `token-handler`: the real service from `loadConfig` + `buildApp`, logging at `info` (to
  * the parent's choice of stdout, /dev/null by default), one target `api` → `<upstream>/`, on the given
  * store in a namespace of its own (temporary SQLite file, PostgreSQL schema, Redis key prefix) that is
- * removed when the parent disconnects. Both serve the same path, `/token-handler/v1/targets/api/*`.
+ * removed when the parent disconnects. The real peers (bench/peers.ts): `apache`, Apache + mod_auth_openidc
+ * that this process starts and supervises; `nginx-forward-auth`, nginx with `auth_request` to the forward-auth
+ * listener of a token-handler (SQLite) running in this process. All serve the same path,
+ * `/token-handler/v1/targets/api/*`; the peers' processes count in the CPU time and RSS reported.
  * Reports `{ type: 'ready', port }` over IPC; answers `'rss'` with its resident set size, `'cpu'` with
  * the CPU time (user + system, µs) it has used, and `'gc-start'` / `'gc-stop'` with its garbage collections
  * in between (GcStats).
+ *
+ * `token-handler` with `workers` other than `1` (`run.ts --workers 1,auto`): token-handler as deployed with
+ * `--workers`, a worker group. This process is the primary (src/cluster/primary.ts `runPrimary`) of workers
+ * running src/main.ts with the same command line; its answers to `'cpu'` and `'rss'` cover the whole group
+ * (primary and workers, from /proc), and it answers `'gc-stop'` with no GC statistics (they would be the
+ * primary's, which serves no request).
  */
 import replyFrom from '@fastify/reply-from';
 import Fastify, { type FastifyInstance } from 'fastify';
+import cluster from 'node:cluster';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { pino } from 'pino';
 import { Pool } from 'undici';
 import { GCProfiler, type GCProfilerResult } from 'node:v8';
 import { monitorEventLoopDelay, type ELDHistogram } from 'node:perf_hooks';
 import { buildApp } from '../src/app.ts';
+import { runPrimary } from '../src/cluster/primary.ts';
 import { loadConfig } from '../src/config/load.ts';
+import { optionDef, optionKeys } from '../src/config/options.ts';
+import { startTracing } from '../src/ops/tracing.ts';
 import { summariseGcProfile, type GcSummary } from './gcStats.ts';
 import { dropPostgresSchema, unlinkRedisPrefix } from './namespaces.ts';
+import { cpuMicrosOf, nginxForwardAuthConfig, processTree, rssOf, startApache } from './peers.ts';
+import { forwardAuthAddress } from '../src/proxy/forwardAuth.ts';
+import { startNginx } from '../test/support/nginx.ts';
 
 export type StoreKind = 'sqlite' | 'postgresql' | 'redis';
 
 export type SubjectSpec =
   | { mode: 'bare'; upstream: string }
-  | { mode: 'token-handler'; upstream: string; issuer: string; store: StoreKind; postgresUrl: string; redisUrl: string; logLevel: string };
+  /** `workers`: token-handler's `--workers` (`1` or absent: one process, in this one; else a worker group). */
+  | { mode: 'token-handler'; upstream: string; issuer: string; store: StoreKind; postgresUrl: string; redisUrl: string; logLevel: string; workers?: string }
+  /**
+   * Apache (MPM event) + mod_auth_openidc, started and owned by this process (bench/peers.ts); `children`:
+   * its child processes (1 by default, the 64 threads in one; more for the all-cores case).
+   */
+  | { mode: 'apache'; upstream: string; issuer: string; children?: number }
+  /** nginx in front, auth_request to this process's token-handler (SQLite) forward-auth listener. */
+  | { mode: 'nginx-forward-auth'; upstream: string; issuer: string; logLevel: string };
 
 export interface SubjectReady {
   type: 'ready';
@@ -66,7 +92,10 @@ async function startBare(upstream: string): Promise<{ app: FastifyInstance; clea
   return { app, cleanup: async () => pool.destroy() };
 }
 
-async function startTokenHandler(spec: Extract<SubjectSpec, { mode: 'token-handler' }>): Promise<{ app: FastifyInstance; cleanup: () => Promise<void> }> {
+type TokenHandlerSpec = Extract<SubjectSpec, { mode: 'token-handler' }>;
+
+/** token-handler's command line, in a namespace of its own (directory, schema, key prefix) that `cleanup` removes. */
+function tokenHandlerArgs(spec: TokenHandlerSpec, extraArgs: string[]): { argv: string[]; dir: string; cleanup: () => Promise<void> } {
   const dir = mkdtempSync(join(tmpdir(), 'th-bench-'));
   const configFile = join(dir, 'token-handler.json');
   writeFileSync(configFile, JSON.stringify({ targets: [{ id: 'api', url: `${spec.upstream}/` }] }));
@@ -89,11 +118,11 @@ async function startTokenHandler(spec: Extract<SubjectSpec, { mode: 'token-handl
     // The login benchmark logs in from one address as fast as it can: the per-IP login limit would refuse it.
     '--login_rate_limit=0',
     ...storeArgs[spec.store],
+    ...extraArgs,
   ];
-  const { config } = loadConfig({ argv, env: {}, cwd: dir });
-  const { app } = await buildApp(config);
   return {
-    app,
+    argv,
+    dir,
     async cleanup() {
       rmSync(dir, { recursive: true, force: true });
       if (spec.store === 'postgresql') await dropPostgresSchema(spec.postgresUrl, schema);
@@ -102,16 +131,117 @@ async function startTokenHandler(spec: Extract<SubjectSpec, { mode: 'token-handl
   };
 }
 
+async function startTokenHandler(spec: TokenHandlerSpec, extraArgs: string[] = []): Promise<{ app: FastifyInstance; cleanup: () => Promise<void> }> {
+  const { argv, dir, cleanup } = tokenHandlerArgs(spec, extraArgs);
+  const { config } = loadConfig({ argv, env: {}, cwd: dir });
+  // As src/main.ts: tracing only with an OTLP endpoint in the environment (bench/tracing.ts sets one).
+  await startTracing(process.env);
+  const { app } = await buildApp(config);
+  return { app, cleanup };
+}
+
+/**
+ * token-handler --workers <n|auto>, as src/main.ts runs it: this process is the primary, the workers run
+ * src/main.ts with the same command line (in the namespace's directory, with this process's stdio). Ready
+ * once every worker listens (all on the one port node:cluster shares between them).
+ */
+async function startWorkerGroup(spec: TokenHandlerSpec): Promise<Running> {
+  const { argv, dir, cleanup } = tokenHandlerArgs(spec, [`--workers=${spec.workers ?? '1'}`]);
+  const { config } = loadConfig({ argv, env: {}, cwd: dir });
+  const workers = config.workers ?? 1;
+  // The workers read the environment too (src/main.ts): none of the bench's own may configure them.
+  for (const key of optionKeys) delete process.env[optionDef(key).env];
+  cluster.setupPrimary({ exec: fileURLToPath(new URL('../src/main.ts', import.meta.url)), args: argv, cwd: dir });
+  const port = new Promise<number>((resolve, reject) => {
+    let listening = 0;
+    const onListening = (_worker: unknown, address: { port: number }): void => {
+      if (++listening < workers) return;
+      cluster.off('listening', onListening);
+      resolve(address.port);
+    };
+    cluster.on('listening', onListening);
+    // runPrimary exits this process when a worker fails before the group is up; the parent sees the exit.
+    setTimeout(() => reject(new Error(`the ${workers} workers were not all listening within 60 s`)), 60_000).unref();
+  });
+  let exited: () => void = () => undefined;
+  const group = runPrimary({
+    workers,
+    log: pino({ level: spec.logLevel }),
+    shutdownGraceMs: 5_000,
+    beforeExit: async () => {
+      await cleanup();
+      exited();
+    },
+  });
+  return {
+    port: await port,
+    countSelf: true,
+    ownGc: false,
+    // The primary exits the process once every worker has drained and `cleanup` has run.
+    close: () =>
+      new Promise<void>((resolve) => {
+        exited = resolve;
+        group.shutdown('benchmark done');
+      }),
+  };
+}
+
+/** What runs: its port, how to stop it, and whether this process's own CPU and memory are part of it. */
+interface Running {
+  port: number;
+  close(): Promise<void>;
+  /** false for Apache: this process only supervises it. */
+  countSelf: boolean;
+  /** false for a worker group: this process's garbage collections are not the ones serving requests. */
+  ownGc: boolean;
+}
+
+async function listening(app: FastifyInstance): Promise<number> {
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const address = app.server.address();
+  return typeof address === 'object' && address ? address.port : 0;
+}
+
+async function start(spec: SubjectSpec): Promise<Running> {
+  if (spec.mode === 'apache') {
+    const apache = await startApache({ issuer: spec.issuer, upstream: spec.upstream, targetPath: TARGET_PATH, ...(spec.children ? { children: spec.children } : {}) });
+    return { port: apache.port, close: apache.stop, countSelf: false, ownGc: true };
+  }
+  if (spec.mode === 'nginx-forward-auth') {
+    const th = await startTokenHandler(
+      { mode: 'token-handler', upstream: spec.upstream, issuer: spec.issuer, store: 'sqlite', postgresUrl: '', redisUrl: '', logLevel: spec.logLevel },
+      ['--forward_auth_listen_addr=127.0.0.1:0'],
+    );
+    const port = await listening(th.app);
+    const check = forwardAuthAddress(th.app)!.port;
+    const nginx = await startNginx(nginxForwardAuthConfig({ upstream: spec.upstream, tokenHandler: `http://127.0.0.1:${port}`, check: `http://127.0.0.1:${check}`, targetPath: TARGET_PATH }));
+    return {
+      port: nginx.port,
+      countSelf: true,
+      ownGc: true,
+      async close() {
+        await nginx.stop();
+        await th.app.close();
+        await th.cleanup();
+      },
+    };
+  }
+  if (spec.mode === 'token-handler' && (spec.workers ?? '1') !== '1') return startWorkerGroup(spec);
+  const { app, cleanup } = spec.mode === 'bare' ? await startBare(spec.upstream) : await startTokenHandler(spec);
+  const port = await listening(app);
+  return { port, countSelf: true, ownGc: true, close: async () => app.close().then(cleanup) };
+}
+
 const spec = JSON.parse(process.argv[2] ?? '{}') as SubjectSpec;
-const { app, cleanup } = spec.mode === 'bare' ? await startBare(spec.upstream) : await startTokenHandler(spec);
-await app.listen({ host: '127.0.0.1', port: 0 });
-const address = app.server.address();
-const ready: SubjectReady = { type: 'ready', port: typeof address === 'object' && address ? address.port : 0, pid: process.pid };
+const running = await start(spec);
+/** The processes this subject started (nginx, Apache: master and workers), counted with it. */
+const helpers = (): number[] => processTree(process.pid).filter((pid) => pid !== process.pid);
+const ready: SubjectReady = { type: 'ready', port: running.port, pid: process.pid };
 process.send?.(ready);
 let gcProfiler: GCProfiler | null = null;
 let loopDelay: ELDHistogram | null = null;
 process.on('message', (message: unknown) => {
-  if (message === 'rss') process.send?.({ type: 'rss', rss: process.memoryUsage().rss });
+  if (message === 'rss') process.send?.({ type: 'rss', rss: (running.countSelf ? process.memoryUsage().rss : 0) + rssOf(helpers()) });
   if (message === 'gc-start') {
     gcProfiler?.stop();
     gcProfiler = new GCProfiler();
@@ -126,17 +256,16 @@ process.on('message', (message: unknown) => {
     const gc = summariseGc(gcProfiler?.stop(), loopDelay);
     gcProfiler = null;
     loopDelay = null;
-    process.send?.({ type: 'gc-stop', gc });
+    process.send?.(running.ownGc ? { type: 'gc-stop', gc } : { type: 'gc-stop' });
   }
   if (message === 'cpu') {
     const { user, system } = process.cpuUsage();
-    process.send?.({ type: 'cpu', micros: user + system });
+    process.send?.({ type: 'cpu', micros: (running.countSelf ? user + system : 0) + cpuMicrosOf(helpers()) });
   }
 });
 process.once('disconnect', () => {
-  void app
+  void running
     .close()
-    .then(cleanup)
     .catch((err: unknown) => console.error('[bench subject] cleanup failed', err))
     .finally(() => process.exit(0));
 });

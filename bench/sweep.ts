@@ -281,7 +281,7 @@ function fillSqlite(file: string, plan: FillPlan, payload: string): void {
   db.pragma('journal_mode = WAL');
   db.pragma('synchronous = OFF');
   const insert = db.prepare(
-    `insert into sessions (id_hash, client_id, tenant, issuer, sub, sid, payload, access_expires_at, created_at, last_used_at,
+    `insert into token_handler_sessions (id_hash, client_id, tenant, issuer, sub, sid, payload, access_expires_at, created_at, last_used_at,
        expires_at, idle_expires_at, version, user_agent) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
   );
   const chunk = db.transaction((from: number, to: number) => {

@@ -3,26 +3,36 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyServ
 import { readFileSync } from 'node:fs';
 import type { Config } from './config/types.ts';
 import type { AppContext } from './context.ts';
+import type { WorkerLink } from './cluster/worker.ts';
 import { createLogger } from './log.ts';
 import { Metrics } from './metrics.ts';
-import { refreshTokens } from './oidc/flows.ts';
+import { createRefresher } from './oidc/identity.ts';
 import { OidcRegistry } from './oidc/registry.ts';
 import { JwksCache } from './oidc/jwks.ts';
 import { authRoutes } from './routes/auth.ts';
 import { backchannelRoutes } from './routes/backchannel.ts';
 import { clientRoutes, RegistrationVault } from './routes/clients.ts';
 import { legacyRoutes, redirectUrlRoute } from './routes/legacy.ts';
-import { sendProblem } from './routes/problem.ts';
+import { sendProblem } from './http/problem.ts';
 import { sessionRoutes } from './routes/sessions.ts';
-import { targetRoutes } from './routes/targets.ts';
+import { adminSessionList } from './routes/adminSessions.ts';
+import { serveForwardAuth } from './proxy/forwardAuth.ts';
+import { targetRouteBuilder, targetRouteLabel, targetRoutes } from './proxy/http.ts';
+import { ServiceDirectory } from './proxy/directory.ts';
+import { TargetTable } from './proxy/table.ts';
+import { applyConfig, type ReloadResult } from './ops/reload.ts';
 import { healthRoutes } from './routes/health.ts';
 import { metricsRoute, serveMetricsSeparately } from './routes/metricsRoute.ts';
 import { openApiRoute } from './routes/openapi.ts';
 import { requestIdFrom } from './ops/requestId.ts';
+import { decorateClientAddress, rememberClientAddress } from './ops/clientAddress.ts';
 import { closeConnectionsWhenDraining } from './ops/drain.ts';
 import { OneLinePerRequest } from './ops/requestLog.ts';
 import { timedStore } from './ops/timedStore.ts';
+import { activeTracing } from './ops/tracing.ts';
+import { traceRequests } from './ops/traceRequests.ts';
 import { checkHost } from './security/host.ts';
+import { forwardedProtoProblem, OriginResolver } from './http/origin.ts';
 import { clientErrorHandler, clientErrorName } from './security/httpErrors.ts';
 import { registerLoginRateLimit } from './security/rateLimit.ts';
 import { CookiePolicy } from './session/cookiePolicy.ts';
@@ -37,13 +47,20 @@ export interface BuildOptions {
   store?: SessionStore;
   /** A ready logger (tests capture logs); default: pino from the config, pretty on a terminal. */
   logger?: FastifyBaseLogger;
-  /** Start the periodic sweep of expired sessions (default true). */
+  /** Start the periodic sweep of expired sessions (default true; in a worker group, the group's first worker only). */
   sweeper?: boolean;
+  /** This process is a worker of a --workers group (src/cluster/worker.ts). */
+  worker?: WorkerLink;
 }
 
 export interface TokenHandlerApp {
   app: FastifyInstance;
   ctx: AppContext;
+  /**
+   * Swaps in the clients and targets of a newly loaded (validated) configuration; throws, with the
+   * configuration in force kept, when they cannot be served (src/ops/reload.ts).
+   */
+  reconfigure(next: Config): ReloadResult;
 }
 
 /** Builds the whole service from a validated Config: stores, crypto, OIDC, routes. No globals. */
@@ -77,9 +94,19 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   }
   const app = Fastify(serverOptions) as unknown as FastifyInstance;
 
-  const backend = options.store ?? createStore(config.db);
-  const metrics = new Metrics(() => backend.countActive(Date.now()));
-  const store = timedStore(backend, metrics);
+  const { worker } = options;
+  const created = options.store ?? (await createStore(config.db));
+  // In a worker group, invalidations reach the other workers through the primary as well.
+  const backend = worker ? worker.withInvalidationRelay(created) : created;
+  // The store's count is the group's: one worker reports it (timed like any store call: `countActive`).
+  const metrics = new Metrics(!worker || worker.runsGroupWork ? () => store.countActive(Date.now()) : undefined, worker);
+  if (worker) {
+    worker.serveMetrics(metrics.registry);
+    metrics.exposeWith(() => worker.groupMetrics());
+  }
+  // Tracing is on when main.ts started it from the OTEL_* environment (src/ops/tracing.ts).
+  const tracing = activeTracing();
+  const store = timedStore(backend, metrics, tracing);
   await store.migrate();
   // Session cookies come with every API call: their successful unseals are remembered by exact value.
   const sealer = new CookieSealer(config.session.authSecrets, config.session.encSecrets, {
@@ -115,25 +142,38 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
     cipher,
     lifetimes: config.session,
     cacheTtlMs: config.session.cacheTtlMs,
+    oidcTimeoutMs: config.oidc.timeoutMs,
     log: app.log,
-    refresher: async (clientId, refreshToken, session) => refreshTokens(await registry.configuration(clientId, session.tenant), refreshToken),
+    refresher: createRefresher(registry, app.log),
     onRefresh: (client, outcome) => metrics.refreshes.inc({ client, outcome }),
   });
-  const ctx: AppContext = { config, store, registry, sessions, sealer, cookies: new CookiePolicy(config), metrics };
+  const ctx: AppContext = { config, store, registry, sessions, sealer, cookies: new CookiePolicy(config), metrics, origins: new OriginResolver(config) };
 
   await app.register(cookie);
-  // Before any route: a Host that is not a plain host[:port], or two of them, would become our origin.
+  if (tracing) traceRequests(app, tracing);
+  // Before any route: a Host that is not a plain host[:port], or two of them, or a forwarded scheme other than
+  // http(s), would become our origin; a forwarded path prefix that is not a plain path, the start of our URLs.
   // Callback style (as the hooks below): an async hook costs a promise and a microtask turn per request.
   // Answering from a callback hook means not calling done().
+  decorateClientAddress(app);
   app.addHook('onRequest', (request, reply, done) => {
+    // While the socket is attached: log lines written after the response need it (src/ops/clientAddress.ts).
+    rememberClientAddress(request);
     const host = checkHost(request.raw.rawHeaders, request.host);
-    if (host.ok) done();
-    else void sendProblem(reply.header('connection', 'close'), 400, 'invalid_host', host.reason);
+    if (!host.ok) return void sendProblem(reply.header('connection', 'close'), 400, 'invalid_host', host.reason);
+    const proto = forwardedProtoProblem(request.protocol);
+    if (proto !== undefined) return void sendProblem(reply.header('connection', 'close'), 400, 'invalid_forwarded_proto', proto);
+    const prefix = ctx.origins.prefixProblem(request);
+    if (prefix !== undefined) {
+      request.log.warn({ reason: prefix }, 'X-Forwarded-Prefix refused');
+      return void sendProblem(reply.header('connection', 'close'), 400, 'invalid_forwarded_prefix', prefix);
+    }
+    done();
   });
-  registerLoginRateLimit(app, config);
+  registerLoginRateLimit(app, config, worker && ((key, limit, windowMs) => worker.takeRate(key, limit, windowMs)));
   // Callback-style hooks: on every request, an async hook costs a promise and a microtask turn more.
   app.addHook('onResponse', (request, reply, done) => {
-    metrics.observeHttp(request.routeOptions.url ?? 'unmatched', request.method, reply.statusCode, reply.elapsedTime / 1000);
+    metrics.observeHttp(targetRouteLabel(request) ?? request.routeOptions.url ?? 'unmatched', request.method, reply.statusCode, reply.elapsedTime / 1000);
     done();
   });
   app.addHook('onSend', (request, reply, payload, done) => {
@@ -156,24 +196,49 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   app.setNotFoundHandler((request, reply) => sendProblem(reply, 404, 'not_found', `no route for ${request.method} ${request.url.split('?')[0]}`));
 
   await app.register(authRoutes, { prefix: config.basePath, ctx });
-  await app.register(sessionRoutes, { prefix: config.basePath, ctx });
   const jwks = new JwksCache(config.oidc.timeoutMs);
+  await app.register(sessionRoutes, { prefix: config.basePath, ctx, adminList: adminSessionList(ctx, jwks) });
   await app.register(clientRoutes, { prefix: config.basePath, ctx, jwks, vault });
   // Server to server: no cookies, so no CSRF check (and the form parser stays inside this plugin).
   await app.register(backchannelRoutes, { prefix: config.basePath, ctx, jwks });
-  await app.register(targetRoutes, { ctx });
+  // Targets named by a service URN: resolved through the directory, read again every refresh interval.
+  const directory = config.directory
+    ? new ServiceDirectory({ sources: config.directory.sources, refreshMs: config.directory.refreshMs, timeoutMs: config.oidc.timeoutMs, log: app.log })
+    : undefined;
+  const table = new TargetTable(targetRouteBuilder(ctx));
+  if (directory) {
+    await directory.start();
+    directory.onChange(() => {
+      try {
+        table.set(ctx.config.targets, directory);
+      } catch (err) {
+        app.log.error({ reason: (err as Error).message }, 'service directory change not applied');
+      }
+    });
+    app.addHook('onClose', async () => directory.close());
+  }
+  table.set(config.targets, directory);
+  for (const mounted of table.mounted) {
+    if (mounted.unresolved !== undefined) app.log.warn({ target: mounted.target.id, reason: mounted.unresolved }, 'target unresolved: it answers 503 until the directory has its URN');
+  }
+  await app.register(targetRoutes, { ctx, table });
   if (config.legacyRoutes) await app.register(legacyRoutes, { ctx });
   await app.register(redirectUrlRoute, { ctx });
   await app.register(healthRoutes, { ctx });
-  await app.register(openApiRoute, { prefix: config.basePath, config });
+  await app.register(openApiRoute, { prefix: config.basePath, config, current: () => ctx.config });
   if (config.metricsListen) serveMetricsSeparately(app, ctx, app.log);
   else await app.register(metricsRoute, { metrics });
+  // Forward-auth answers carry access tokens: only on their own internal listener, never on this one.
+  if (config.forwardAuthListen) serveForwardAuth(app, ctx, table, app.log);
 
-  if (options.sweeper !== false) startSweeper(app, ctx);
+  if (options.sweeper ?? worker?.runsGroupWork ?? true) startSweeper(app, ctx);
   app.addHook('onClose', async () => {
+    sessions.close();
     await store.close();
+    // Last: the spans of the requests that drained (and of closing the store) are exported before exit.
+    await tracing?.flush().catch((err: unknown) => app.log.warn({ reason: (err as Error).message }, 'could not export the last spans'));
   });
-  return { app, ctx };
+  return { app, ctx, reconfigure: (next) => applyConfig(ctx, table, directory, next, app.log) };
 }
 
 /** Deletes expired sessions every sweep interval, one sweep at a time, off the request path. */

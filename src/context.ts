@@ -1,4 +1,5 @@
 import type { Config } from './config/types.ts';
+import type { OriginResolver } from './http/origin.ts';
 import type { OidcRegistry } from './oidc/registry.ts';
 import type { CookiePolicy } from './session/cookiePolicy.ts';
 import type { CookieSealer } from './session/cookieSealer.ts';
@@ -15,4 +16,6 @@ export interface AppContext {
   sealer: CookieSealer;
   cookies: CookiePolicy;
   metrics: Metrics;
+  /** Our origin as the browser sees it (src/http/origin.ts). */
+  origins: OriginResolver;
 }

@@ -1,5 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import { createRequire } from 'node:module';
 import { pino, stdSerializers, type DestinationStream, type Logger, type LoggerOptions } from 'pino';
+import { clientAddress } from './ops/clientAddress.ts';
 import { TurnBatchedStdout } from './ops/logDestination.ts';
 import type { Config } from './config/types.ts';
 
@@ -21,6 +23,9 @@ const SECRET_FIELDS = [
   'codeVerifier',
   'client_secret',
   'clientSecret',
+  'clientKey',
+  'pkcs8',
+  'client_assertion',
   'password',
   'registrationToken',
   'registration_access_token',
@@ -149,12 +154,13 @@ export function loggerOptions(config: Pick<Config, 'logLevel' | 'isProduction'>,
     },
     serializers: {
       req(req: FastifyRequest) {
-        // Defensive: a serializer that throws would lose the whole line (and the caller's log call).
+        // A serializer must not throw: it would lose the line and throw out of the caller's log call, which
+        // may run after the response, where nothing catches it (issue #17). clientAddress never throws.
         return {
           method: req.method,
           url: logSafeUrl(req.url),
           host: req.host,
-          remoteAddress: req.ip,
+          remoteAddress: clientAddress(req),
         };
       },
       // As Fastify's own, stated here so every serialized key is one we know is free of secrets.
@@ -167,10 +173,23 @@ export function loggerOptions(config: Pick<Config, 'logLevel' | 'isProduction'>,
       },
     },
   };
-  if (pretty && !config.isProduction) {
+  if (pretty && !config.isProduction && prettyPrinterInstalled()) {
     options.transport = { target: 'pino-pretty', options: { colorize: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' } };
   }
   return options;
+}
+
+/**
+ * pino-pretty is a development dependency: an install without them (`npm ci --omit=dev`) logs JSON lines
+ * on a terminal too, instead of failing to start the transport.
+ */
+function prettyPrinterInstalled(): boolean {
+  try {
+    createRequire(import.meta.url).resolve('pino-pretty');
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /**

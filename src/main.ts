@@ -1,7 +1,16 @@
+// First: on an older Node, one clear line (when it can load this file at all: run bin/token-handler.js).
+import '../bin/node-version.js';
+import cluster from 'node:cluster';
+import type { FastifyBaseLogger } from 'fastify';
 import { buildApp } from './app.ts';
+import { runPrimary } from './cluster/primary.ts';
+import { WorkerLink } from './cluster/worker.ts';
+import { createLogger } from './log.ts';
 import { ConfigError, formatConfigError } from './config/errors.ts';
 import { loadConfig } from './config/load.ts';
 import { helpOrVersion } from './config/cli.ts';
+import { startTracing } from './ops/tracing.ts';
+import { startConfigReloader } from './ops/reload.ts';
 
 const SHUTDOWN_GRACE_MS = 25_000;
 
@@ -24,8 +33,28 @@ async function main(): Promise<void> {
     throw err;
   }
   const { config, warnings } = loaded;
-  const { app } = await buildApp(config);
-  for (const warning of warnings) app.log.warn(`CONFIGURATION WARNING: ${warning}`);
+  // --workers n: this process forks n workers and serves nothing itself (src/cluster/primary.ts).
+  if (cluster.isPrimary && (config.workers ?? 1) > 1) {
+    const log = createLogger(config, process.stdout.isTTY === true);
+    for (const warning of warnings) log.warn(`CONFIGURATION WARNING: ${warning}`);
+    runPrimary({ workers: config.workers ?? 1, log, shutdownGraceMs: SHUTDOWN_GRACE_MS });
+    return;
+  }
+  // Only with an OTLP endpoint in the environment (OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT): the SDK is not loaded otherwise.
+  const tracing = await startTracing(process.env);
+  const worker = WorkerLink.connect();
+  const { app, reconfigure } = await buildApp(config, { worker });
+  tracing?.logTo(app.log);
+  exitOnFatalError(app.log);
+  // A worker's warnings are the primary's, logged there once.
+  if (worker === undefined) for (const warning of warnings) app.log.warn(`CONFIGURATION WARNING: ${warning}`);
+
+  // Clients and targets change without a restart: on SIGHUP and when the config file changes
+  // (src/ops/reload.ts). Each process watches the files itself; with --workers, the primary passes a SIGHUP
+  // on to every worker (src/cluster/primary.ts), whose own handler below calls reloader.reload().
+  const reloader = startConfigReloader({ input: { argv, env: process.env, cwd: process.cwd() }, files: loaded.files, watch: config.configWatch !== false, apply: reconfigure, log: app.log });
+  process.on('SIGHUP', () => void reloader.reload('SIGHUP'));
+  app.addHook('onClose', async () => reloader.close());
 
   let closing = false;
   const shutdown = (signal: string): void => {
@@ -49,6 +78,26 @@ async function main(): Promise<void> {
   process.on('SIGINT', () => shutdown('SIGINT'));
 
   await app.listen({ host: config.listen.host, port: config.listen.port });
+  worker?.ready();
+}
+
+/**
+ * The process-level net. What a request's late work throws (onResponse hooks, the request's log line) is
+ * caught and logged with its request id where it happens (Fastify's hook runner, src/ops/requestLog.ts),
+ * so whatever reaches this point belongs to no request we can answer: the process state is unknown. It
+ * is logged as one clear `fatal` line (not swallowed) and the process exits 1 for its supervisor
+ * (systemd, Kubernetes, docker `restart:`) to start a fresh one.
+ */
+function exitOnFatalError(log: FastifyBaseLogger): void {
+  process.on('uncaughtException', (err, origin) => {
+    try {
+      log.fatal({ err, origin }, 'uncaught error: exiting so that the supervisor restarts the service');
+    } catch {
+      process.stderr.write(`token-handler: uncaught error (${origin}): ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
+    }
+    // The logger writes on the next turn at the latest; its exit listener flushes what is pending.
+    process.exit(1);
+  });
 }
 
 main().catch((err: unknown) => {

@@ -3,14 +3,18 @@
 // your webpack.config.js (ESM; for CommonJS use `module.exports = { devServer }`).
 //
 // The browser only ever talks to the dev server (http://localhost:8080), so the session cookie is set on,
-// and sent to, that origin. Two ways to give token-handler the right callback URL:
+// and sent to, that origin. Two ways to give token-handler the right URLs:
 //
-//   1. Recommended: run token-handler with --trust_proxy (loopback is enough) and keep `xfwd: true` below:
-//      the proxy sends X-Forwarded-Host: localhost:8080 and X-Forwarded-Proto: http, and token-handler
-//      builds the callback URL from them. Set the client's redirect URL to
-//      http://localhost:8080/auth/callback and register that URL at the IdP.
-//   2. As the ADSP docs describe: without trust_proxy, set `disableVerifyHost: true` on the client
-//      (development only, refused in production) and the redirect URL as above.
+//   1. Recommended (this file): run token-handler with --trust_proxy (loopback is enough) and keep
+//      `xfwd: true` and the X-Forwarded-Prefix header below: the proxy sends X-Forwarded-Host:
+//      localhost:8080 and X-Forwarded-Proto: http, so token-handler derives the callback URL
+//      http://localhost:8080/auth/callback (register it at the IdP), and hands out /auth/end-session
+//      (a JSON logout's redirectTo) and /auth/logout?sid=... (GET /sessions' logoutUrl).
+//   2. The ADSP documentation's own example, as it is (no xfwd, the tenant header on /auth only): without
+//      trust_proxy, set `disableVerifyHost: true` on the client (development only, refused in production)
+//      and its redirect URL to http://localhost:8080/auth/callback. token-handler then takes /auth from
+//      that URL for the URLs it hands out, accepts the redirect URL's origin in its CSRF checks, and
+//      /sessions and /api act in the tenant of the session.
 //
 // With plain http on localhost, token-handler must run in development mode (cookie_secure=auto then sends
 // non-Secure cookies over http, and no __Host- prefix).
@@ -22,38 +26,27 @@ const CLIENT = 'my-client';
 const TARGET = 'my-upstream-api';
 const TENANT = process.env.ADSP_TENANT ?? 'urn:ads:platform:tenant-service:v2:/tenants/REPLACE-ME';
 
+/** One proxy entry: `prefix` (here) -> `path` (token-handler). The tenant header is needed to start a login. */
+const route = (prefix, path, extra = {}) => ({
+  context: [prefix],
+  target: `${TOKEN_HANDLER}${path}`,
+  pathRewrite: { [`^${prefix}`]: '' },
+  changeOrigin: true,
+  xfwd: true,
+  secure: true,
+  headers: { 'X-ADSP-TENANT': TENANT, 'X-Forwarded-Prefix': prefix },
+  ...extra,
+});
+
 export const devServer = {
   port: 8080,
   historyApiFallback: true,
   proxy: [
-    {
-      context: ['/auth'],
-      target: `${TOKEN_HANDLER}/token-handler/v1/clients/${CLIENT}`,
-      pathRewrite: { '^/auth': '' },
-      changeOrigin: true,
-      xfwd: true,
-      secure: true,
-      headers: { 'X-ADSP-TENANT': TENANT },
-    },
-    {
-      context: ['/sessions'],
-      target: `${TOKEN_HANDLER}/token-handler/v1/sessions`,
-      pathRewrite: { '^/sessions': '' },
-      changeOrigin: true,
-      xfwd: true,
-      secure: true,
-      headers: { 'X-ADSP-TENANT': TENANT },
-    },
-    {
-      context: ['/api'],
-      target: `${TOKEN_HANDLER}/token-handler/v1/targets/${TARGET}`,
-      pathRewrite: { '^/api': '' },
-      changeOrigin: true,
-      xfwd: true,
-      secure: true,
-      ws: true,
-      headers: { 'X-ADSP-TENANT': TENANT },
-    },
+    // /auth/auth, /auth/callback, /auth/logout, /auth/end-session
+    route('/auth', `/token-handler/v1/clients/${CLIENT}`),
+    // GET /sessions (also ?all=true), DELETE /sessions and /sessions/{handle}
+    route('/sessions', '/token-handler/v1/sessions'),
+    route('/api', `/token-handler/v1/targets/${TARGET}`, { ws: true }),
   ],
 };
 

@@ -8,7 +8,11 @@ import { resolve as resolvePath } from 'node:path';
 import { errorCode } from './files.ts';
 import type { OptionKey, OptionValues } from './options.ts';
 import { InvalidValue, parseHttpUrl, parseOrigin, parseRedirectTarget, parseScopes, splitList } from './parsers.ts';
-import { isInsecureUrl } from './production.ts';
+import { loadClientKey } from './clientKey.ts';
+import { checkAuthParam, parseClaimPath, parseClaimPathList, parseEndSessionTemplate, parseTidList } from './oidcParsers.ts';
+
+export { parseClaimPath } from './oidcParsers.ts';
+import { isInsecureUrl, isLoopbackHttpUrl } from './production.ts';
 import { describeValue } from './resolve.ts';
 import type { OptionSource } from './resolve.ts';
 import type { ClientEntry } from './schema.ts';
@@ -16,9 +20,7 @@ import type { AdminTokenPolicy, ClientConfig } from './types.ts';
 
 export const DEFAULT_CLIENT_ID = 'default';
 export const ID_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
-const SECRET_FIELDS = ['clientSecret', 'clientSecretEnv', 'clientSecretFile', 'registered'] as const;
-/** Parameters the authorization request sets itself; `extraAuthParams` may not override them. */
-const RESERVED_AUTH_PARAMS = ['response_type', 'client_id', 'client_secret', 'redirect_uri', 'scope', 'state', 'nonce', 'code_challenge', 'code_challenge_method'];
+const SECRET_FIELDS = ['clientSecret', 'clientSecretEnv', 'clientSecretFile', 'registered', 'privateKeyFile', 'privateKeyId', 'certificateFile'] as const;
 
 export interface ClientsInput {
   values: OptionValues;
@@ -35,6 +37,8 @@ export interface ClientsInput {
 
 export interface ClientsResult {
   clients: ClientConfig[];
+  /** Every client id defined, also those whose definition has problems (reported once, not again where used). */
+  declaredIds: string[];
   problems: string[];
   warnings: string[];
 }
@@ -48,12 +52,13 @@ interface Sourced<T> {
 
 export function buildClients(input: ClientsInput): ClientsResult {
   const { values, entries, prefix } = input;
-  const result: ClientsResult = { clients: [], problems: [], warnings: [] };
+  const result: ClientsResult = { clients: [], declaredIds: [], problems: [], warnings: [] };
   const seen = new Map<string, string>();
 
   const fileDefault = entries.find((entry) => entry.value.id === DEFAULT_CLIENT_ID);
+  // --oidc_scopes is also the default scopes of config-file clients: with those, it needs no issuer of its own.
   const explicitOidc = (['oidcClientId', 'oidcClientSecret', 'oidcRedirectUrl', 'oidcPostLoginRedirectUrl', 'oidcPostLogoutRedirectUrl', 'oidcFailureRedirectUrl', 'oidcScopes'] as const).filter(
-    (key) => input.sources[key].kind !== 'default',
+    (key) => input.sources[key].kind !== 'default' && !(key === 'oidcScopes' && entries.length > 0),
   );
   if (fileDefault?.value.tenants !== undefined) {
     result.problems.push(`${prefix}[${fileDefault.index}].tenants: the default client cannot serve several tenants; give the multi-tenant client an id of its own`);
@@ -91,6 +96,7 @@ export function buildClients(input: ClientsInput): ClientsResult {
   // A tenant inherits the client's fields, so a problem (or warning) with one of them is found once per tenant.
   result.problems = [...new Set(result.problems)];
   result.warnings = [...new Set(result.warnings)];
+  result.declaredIds = [...seen.keys()];
   return result;
 }
 
@@ -101,9 +107,10 @@ export function buildClients(input: ClientsInput): ClientsResult {
  * registered inherits none of them, and one that sets a callback URL inherits neither spelling.
  */
 function buildTenantClient(input: ClientsInput, entry: { value: ClientEntry; index: number }, result: ClientsResult): ClientConfig | undefined {
-  const { tenants: tenantEntries = {}, ...shared } = entry.value;
+  const { tenants: tenantEntries = {}, tenantName: sharedName, ...shared } = entry.value;
   const at = `${input.prefix}[${entry.index}]`;
   const problemsBefore = result.problems.length;
+  if (sharedName !== undefined) result.problems.push(`${at}.tenantName: a name names one tenant; set it in that tenant's entry of tenants`);
   if (shared.tenant !== undefined) result.problems.push(`${at}: set tenant (one tenant) or tenants (several), not both`);
   const keys = Object.keys(tenantEntries);
   if (keys.length === 0) result.problems.push(`${at}.tenants: must name at least one tenant`);
@@ -137,43 +144,6 @@ function buildTenantClient(input: ClientsInput, entry: { value: ClientEntry; ind
 
 function isValidTenant(value: string): boolean {
   return value.trim() !== '' && !/\s/.test(value) && !hasControlCharacter(value);
-}
-
-/**
- * A claim path: property names separated by dots, a name with dots or other punctuation in brackets
- * and quotes: `resource_access["urn:ads:platform:token-handler"].roles`, `realm_access.roles`, `roles`.
- */
-export function parseClaimPath(raw: string): string[] {
-  const text = raw.trim();
-  const segments: string[] = [];
-  let i = 0;
-  const bad = (why: string): never => {
-    throw new InvalidValue(`${why} (write a claim path like realm_access.roles or resource_access["my-client"].roles)`);
-  };
-  if (text === '') bad('must not be empty');
-  while (i < text.length) {
-    if (text[i] === '[') {
-      const quote = text[i + 1];
-      if (quote !== '"' && quote !== "'") bad('a bracketed name must be quoted');
-      const end = text.indexOf(`${quote}]`, i + 2);
-      if (end < 0) bad('unterminated bracketed name');
-      segments.push(text.slice(i + 2, end));
-      i = end + 2;
-    } else {
-      const match = /^[A-Za-z0-9_$:-]+/.exec(text.slice(i));
-      if (!match) bad(`unexpected ${JSON.stringify(text[i])}`);
-      segments.push(match![0]);
-      i += match![0].length;
-    }
-    if (i < text.length) {
-      if (text[i] === '.') {
-        i += 1;
-        if (i >= text.length || text[i] === '[' || text[i] === '.') bad('a dot must be followed by a name');
-      } else if (text[i] !== '[') bad(`unexpected ${JSON.stringify(text[i])}`);
-    }
-  }
-  if (segments.some((segment) => segment === '')) bad('empty name');
-  return segments;
 }
 
 interface BuildOptions {
@@ -233,7 +203,11 @@ function buildClient(
   }
   else if (issuer !== undefined && isInsecureUrl(issuer)) {
     if (isProduction) problem(`${issuerField.where}: the issuer must be https in production`);
-    else if (!values.oidcAllowInsecureIssuer) problem(`${issuerField.where}: an http:// issuer needs --oidc_allow_insecure_issuer (development only)`);
+    else if (values.oidcAllowInsecureIssuer) {
+      // Accepted; developmentWarnings says so once for all issuers.
+    } else if (isLoopbackHttpUrl(issuer)) {
+      result.warnings.push(`${issuerField.where}: an http:// issuer on this machine, accepted outside production (development only; refused in production)`);
+    } else problem(`${issuerField.where}: an http:// issuer needs --oidc_allow_insecure_issuer (development only; an issuer on a loopback host such as localhost needs nothing)`);
   }
 
   const clientIdField = pick('oidcClientId', values.oidcClientId, 'clientId', file?.clientId);
@@ -242,7 +216,9 @@ function buildClient(
     problem(`${name}: clientId is required (${isDefault ? '--oidc_client_id / OIDC_CLIENT_ID' : fieldAt('clientId')}), unless the client is registered: true`);
   }
 
-  const clientSecret = resolveSecret(input, entry, isDefault, name, problem, { at, fieldAt, lenient: opts.lenient === true });
+  const keyConfigured = file?.privateKeyFile !== undefined || (isDefault && values.oidcPrivateKeyFile !== undefined);
+  const clientSecret = resolveSecret(input, entry, isDefault, name, problem, { at, fieldAt, lenient: opts.lenient === true || keyConfigured });
+  if (keyConfigured && clientSecret !== undefined) problem(`${name}: set a client secret or a private key (private_key_jwt), not both`);
 
   const redirectField = pick('oidcRedirectUrl', values.oidcRedirectUrl, file?.redirectUrl !== undefined ? 'redirectUrl' : 'authCallbackUrl', file?.redirectUrl ?? file?.authCallbackUrl);
   if (file?.redirectUrl !== undefined && file.authCallbackUrl !== undefined) problem(`${fieldAt('redirectUrl')}: set redirectUrl or authCallbackUrl (the same setting), not both`);
@@ -271,14 +247,29 @@ function buildClient(
 
   const extraAuthParams: Record<string, string> = {};
   for (const [key, value] of Object.entries(file?.extraAuthParams ?? {})) {
-    if (RESERVED_AUTH_PARAMS.includes(key)) problem(`${fieldAt('extraAuthParams')}.${key}: is set by the token handler itself and cannot be overridden`);
-    else extraAuthParams[key] = String(value);
+    try {
+      checkAuthParam(key);
+      extraAuthParams[key] = String(value);
+    } catch (error) {
+      if (!(error instanceof InvalidValue)) throw error;
+      problem(`${fieldAt('extraAuthParams')}.${key}: is set by the token handler itself and cannot be overridden`);
+    }
   }
+  // The flag's parameters win, one by one, over the default entry's.
+  if (isDefault && values.oidcAuthParams !== undefined) Object.assign(extraAuthParams, values.oidcAuthParams);
+
+  const oidc = oidcSettings(input, file, isDefault, fieldAt, problem, registered);
 
   const tenant = file?.tenant?.trim();
   if (file?.tenant !== undefined && !isValidTenant(file.tenant)) problem(`${fieldAt('tenant')}: must be a non-empty value without whitespace`);
+  const tenantName = file?.tenantName?.trim();
+  if (file?.tenantName !== undefined) {
+    if (!isValidTenant(file.tenantName)) problem(`${fieldAt('tenantName')}: must be a non-empty value without whitespace`);
+    else if (tenant === undefined) problem(`${fieldAt('tenantName')}: names a tenant; set tenant (or use tenants) too`);
+  }
 
   const admin = adminPolicy(file, fieldAt, problem);
+  const endSessionMethod = pick('oidcEndSessionMethod', values.oidcEndSessionMethod, 'endSessionMethod', file?.endSessionMethod)?.value;
 
   const disableVerifyHost = file?.disableVerifyHost ?? false;
   if (disableVerifyHost) {
@@ -300,10 +291,86 @@ function buildClient(
     allowedOrigins,
     extraAuthParams,
     ...(tenant !== undefined && tenant !== '' && { tenant }),
+    ...(tenantName !== undefined && tenantName !== '' && tenant !== undefined && { tenantName }),
     disableVerifyHost,
     ...(registered && { registered: true }),
     ...(admin !== undefined && { admin }),
+    ...(endSessionMethod === 'post' && { endSessionMethod }),
+    ...oidc,
   };
+}
+
+type OidcSettings = Pick<ClientConfig, 'roleClaims' | 'userinfo' | 'endSessionUrl' | 'clientKey' | 'par' | 'allowedTids'>;
+
+/**
+ * roleClaims, userinfo, endSessionUrl, the private key, par and allowedTids: from the entry, or for the
+ * `default` client from the `oidc_*` options, an explicitly set option winning over the entry's field.
+ */
+function oidcSettings(
+  input: ClientsInput,
+  file: ClientEntry | undefined,
+  isDefault: boolean,
+  fieldAt: (field: string) => string,
+  problem: (text: string) => void,
+  registered: boolean,
+): OidcSettings {
+  const { values, sources } = input;
+  const explicit = (key: OptionKey): boolean => isDefault && sources[key].kind !== 'default';
+  const parsed = <T>(field: keyof ClientEntry, raw: string | string[] | undefined, parse: (text: string) => T): T | undefined => {
+    if (raw === undefined) return undefined;
+    try {
+      return parse(Array.isArray(raw) ? raw.join(',') : raw);
+    } catch (error) {
+      if (!(error instanceof InvalidValue)) throw error;
+      problem(`${fieldAt(field)}: ${error.message}`);
+      return undefined;
+    }
+  };
+  const settings: OidcSettings = {};
+
+  const roleClaims = explicit('oidcRoleClaims')
+    ? values.oidcRoleClaims
+    : Array.isArray(file?.roleClaims)
+      ? file.roleClaims.map((path, i) => parsed(`roleClaims[${i}]` as keyof ClientEntry, path, parseClaimPath)).filter((path) => path !== undefined)
+      : parsed('roleClaims', file?.roleClaims, parseClaimPathList);
+  if (roleClaims !== undefined) {
+    if (roleClaims.length === 0) problem(`${fieldAt('roleClaims')}: must name at least one claim path`);
+    else settings.roleClaims = roleClaims;
+  }
+
+  const userinfo = explicit('oidcUserinfo') ? values.oidcUserinfo : file?.userinfo;
+  if (userinfo === true) settings.userinfo = true;
+  const par = explicit('oidcPar') ? values.oidcPar : file?.par;
+  if (par === true) settings.par = true;
+
+  const endSessionUrl = explicit('oidcEndSessionUrl') ? values.oidcEndSessionUrl : parsed('endSessionUrl', file?.endSessionUrl, parseEndSessionTemplate);
+  if (endSessionUrl !== undefined) {
+    if (values.isProduction && isInsecureUrl(endSessionUrl)) problem(`${fieldAt('endSessionUrl')}: must be https in production`);
+    else settings.endSessionUrl = endSessionUrl;
+  }
+
+  const allowedTids = explicit('oidcAllowedTids') ? values.oidcAllowedTids : parsed('allowedTids', file?.allowedTids, parseTidList);
+  if (allowedTids !== undefined) settings.allowedTids = allowedTids;
+
+  // The key file: a flag's path is resolved against the working directory, a config file's against its directory.
+  const keyFile = explicit('oidcPrivateKeyFile') ? values.oidcPrivateKeyFile : file?.privateKeyFile === undefined ? undefined : resolvePath(input.baseDir, file.privateKeyFile);
+  const kid = explicit('oidcPrivateKeyId') ? values.oidcPrivateKeyId : file?.privateKeyId;
+  const certificate = explicit('oidcCertificateFile') ? values.oidcCertificateFile : file?.certificateFile === undefined ? undefined : resolvePath(input.baseDir, file.certificateFile);
+  if (keyFile !== undefined) {
+    const where = explicit('oidcPrivateKeyFile') ? describeValue('oidcPrivateKeyFile', keyFile, sources.oidcPrivateKeyFile) : `${fieldAt('privateKeyFile')} ${JSON.stringify(keyFile)}`;
+    if (registered) problem(`${where}: a registered: true client gets a secret at registration; remove the private key`);
+    else {
+      try {
+        settings.clientKey = loadClientKey(keyFile, { ...(kid !== undefined && { kid }), ...(certificate !== undefined && { certificateFile: certificate }) });
+      } catch (error) {
+        if (!(error instanceof InvalidValue)) throw error;
+        problem(`${where}: ${error.message}`);
+      }
+    }
+  } else if (kid !== undefined || certificate !== undefined) {
+    problem(`${fieldAt(kid !== undefined ? 'privateKeyId' : 'certificateFile')}: needs privateKeyFile${isDefault ? ' (--oidc_private_key_file)' : ''}`);
+  }
+  return settings;
 }
 
 /** adminRole / adminRoleClaim / adminTokenAudience, or undefined when none is set (the defaults apply). */
@@ -383,8 +450,8 @@ function resolveSecret(
   if (secret === undefined && ways.length === 0 && !where.lenient) {
     problem(
       isDefault
-        ? `${name}: --oidc_client_secret (OIDC_CLIENT_SECRET) is required, unless the config file marks the client registered: true`
-        : `${at}: clientSecret, clientSecretEnv or clientSecretFile is required, unless the client is registered: true`,
+        ? `${name}: --oidc_client_secret (OIDC_CLIENT_SECRET) is required, unless the client authenticates with a private key (--oidc_private_key_file) or the config file marks it registered: true`
+        : `${at}: clientSecret, clientSecretEnv or clientSecretFile is required, unless the client authenticates with a private key (privateKeyFile) or is registered: true`,
     );
   }
   return secret === '' ? undefined : secret;

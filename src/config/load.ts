@@ -33,6 +33,8 @@ export interface LoadedConfig {
   config: Config;
   /** Development-mode security warnings and other non-fatal findings: log each once, loudly. */
   warnings: string[];
+  /** The files read (the config file, the proxy file): a reload reads them again (src/ops/reload.ts). */
+  files: string[];
 }
 
 const CONFIG_FILE = 'config file';
@@ -52,9 +54,11 @@ export function loadConfig({ argv, env, cwd }: LoadConfigInput): LoadedConfig {
   const configRaw = pickRaw('config', { flags: args.values, env, envFile: envFile.entries, configFile: new Map() });
   let configFile: ConfigFileContent = { options: new Map(), clients: undefined, targets: undefined, proxies: undefined, problems: [] };
   let configFileDir: string | undefined;
+  const files: string[] = [];
   if (configRaw !== undefined && configRaw.raw.trim() !== '') {
     const path = resolvePath(cwd, configRaw.raw.trim());
     configFileDir = dirname(path);
+    files.push(path);
     const { data, problems: readProblems } = readDataFile(path, CONFIG_FILE);
     problems.push(...readProblems);
     configFile = splitConfigFile(data, CONFIG_FILE);
@@ -89,6 +93,7 @@ export function loadConfig({ argv, env, cwd }: LoadConfigInput): LoadedConfig {
   // Targets, from the config file and the proxy file
   const targetSources: TargetSource[] = [...collectTargets(configFile.targets, configFile.proxies, CONFIG_FILE, problems)];
   if (values.proxyConfig !== undefined) {
+    files.push(values.proxyConfig);
     const { data, problems: readProblems } = readDataFile(values.proxyConfig, PROXY_FILE);
     problems.push(...readProblems);
     if (readProblems.length === 0) {
@@ -98,9 +103,12 @@ export function loadConfig({ argv, env, cwd }: LoadConfigInput): LoadedConfig {
     }
   }
   const targets = buildTargets(targetSources, {
+    ...(values.csrfMode !== undefined && { csrfMode: values.csrfMode }),
     basePath: values.basePath,
     legacyRoutes: values.legacyRoutes,
-    clientIds: new Set(clients.clients.map((client) => client.id)),
+    // A target of a client whose definition has problems is not "unknown": that client's problems say why.
+    clientIds: new Set([...clients.clients.map((client) => client.id), ...clients.declaredIds]),
+    directory: values.directoryUrl !== undefined,
   });
   problems.push(...targets.problems);
 
@@ -111,6 +119,14 @@ export function loadConfig({ argv, env, cwd }: LoadConfigInput): LoadedConfig {
   const config = assemble(values, sources);
   config.clients = clients.clients;
   config.targets = targets.targets;
+  if (values.directoryUrl !== undefined) {
+    // Files named in the config file are relative to it, as every other path there.
+    const base = sources.directoryUrl.kind === 'configFile' && configFileDir !== undefined ? configFileDir : cwd;
+    config.directory = {
+      sources: values.directoryUrl.map((source) => (/^https?:\/\//i.test(source) ? source : resolvePath(base, source))),
+      refreshMs: values.directoryRefresh,
+    };
+  }
 
   if (values.isProduction) {
     problems.push(...productionProblems({ config, sources, invalid }));
@@ -119,7 +135,7 @@ export function loadConfig({ argv, env, cwd }: LoadConfigInput): LoadedConfig {
   } else warnings.unshift(...developmentWarnings({ config, sources, invalid }));
 
   if (problems.length > 0) throw new ConfigError(problems);
-  return { config, warnings };
+  return { config, warnings, files };
 }
 
 function collectTargets(targets: unknown, proxies: unknown, label: string, problems: string[]): TargetSource[] {
@@ -141,7 +157,10 @@ function assemble(values: OptionValues, sources: Record<OptionKey, OptionSource>
     isProduction: values.isProduction,
     logLevel: values.logLevel,
     listen: values.listenAddr,
+    workers: values.workers,
     ...(values.metricsListenAddr !== undefined && { metricsListen: values.metricsListenAddr }),
+    ...(values.forwardAuthListenAddr !== undefined && { forwardAuthListen: values.forwardAuthListenAddr }),
+    ...(values.forwardAuthAllow !== undefined && { forwardAuthAllow: values.forwardAuthAllow }),
     basePath: values.basePath,
     ...(values.publicUrl !== undefined && { publicUrl: values.publicUrl }),
     trustProxy: values.trustProxy,
@@ -152,7 +171,7 @@ function assemble(values: OptionValues, sources: Record<OptionKey, OptionSource>
       sameSite: values.cookieSameSite,
       secure: values.cookieSecure,
     },
-    csrf: { cookieName: values.csrfCookieName, headerName: values.csrfHeaderName },
+    csrf: { cookieName: values.csrfCookieName, headerName: values.csrfHeaderName, ...(values.csrfMode !== undefined && { mode: values.csrfMode }) },
     tenantHeader: values.tenantHeader,
     session: {
       authSecrets: authSecrets.filter((secret) => secret !== undefined),
@@ -164,12 +183,12 @@ function assemble(values: OptionValues, sources: Record<OptionKey, OptionSource>
       sweepBatchSize: values.sessionSweepBatchSize,
       refreshSkewSec: values.refreshSkew,
       cacheTtlMs: values.sessionCacheTtl,
+      maxPerUser: values.maxSessionsPerUser,
     },
     db: {
       type: values.dbType,
       path: sqliteFromName && values.dbName !== undefined ? resolvePathLike(values.dbPath, values.dbName) : values.dbPath,
-      ...(values.dbHost !== undefined && { host: values.dbHost }),
-      ...(values.dbPort !== undefined && { port: values.dbPort }),
+      ...dbHostAndPort(values.dbHost, values.dbPort),
       ...(values.dbName !== undefined && { name: values.dbName }),
       ...(values.dbUsername !== undefined && { username: values.dbUsername }),
       ...(values.dbPassword !== undefined && { password: values.dbPassword }),
@@ -182,9 +201,31 @@ function assemble(values: OptionValues, sources: Record<OptionKey, OptionSource>
     clients: [],
     targets: [],
     legacyRoutes: values.legacyRoutes,
+    readyzStrict: values.readyzStrict,
+    configWatch: values.configWatch,
     limits: { maxBodyBytes: values.maxBodySize, maxHeaderBytes: values.maxHeaderSize },
     rateLimit: { loginPerMinute: values.loginRateLimit },
   };
+}
+
+/**
+ * go-token-handler had no port setting: its users reach another port with `DB_HOST=host:port` (it built
+ * `postgresql://user:pass@${DB_HOST}/db`). Such a value is split here; `[::1]:5433` too. A bare IPv6
+ * address (`::1`) is a host. An explicit --db_port that disagrees is a problem (crossChecks).
+ */
+export function splitDbHost(value: string): { host: string; port?: number } {
+  const bracketed = /^\[([^\]]+)\](?::(\d{1,5}))?$/.exec(value);
+  if (bracketed) return { host: bracketed[1]!, ...(bracketed[2] !== undefined && { port: Number(bracketed[2]) }) };
+  const plain = /^([^:]+):(\d{1,5})$/.exec(value);
+  if (plain) return { host: plain[1]!, port: Number(plain[2]) };
+  return { host: value };
+}
+
+function dbHostAndPort(hostValue: string | undefined, portValue: number | undefined): { host?: string; port?: number } {
+  if (hostValue === undefined) return portValue === undefined ? {} : { port: portValue };
+  const { host, port } = splitDbHost(hostValue);
+  const chosen = portValue ?? port;
+  return { host, ...(chosen !== undefined && { port: chosen }) };
 }
 
 /** `name` next to the default db path (both relative to the same directory). */
@@ -208,8 +249,20 @@ function crossChecks(values: OptionValues, sources: Record<OptionKey, OptionSour
   if (values.dbType === 'postgresql' && values.dbUrl === undefined && (values.dbHost === undefined || values.dbName === undefined)) {
     problems.push(`${at('dbType', 'postgresql')}: needs --db_url (DATABASE_URL), or --db_host and --db_name (with --db_username/--db_password as required by the server)`);
   }
+  if (values.dbHost !== undefined) {
+    const { port } = splitDbHost(values.dbHost);
+    if (port !== undefined && (port < 1 || port > 65535)) problems.push(`${at('dbHost', values.dbHost)}: the port must be 1-65535`);
+    else if (port !== undefined && values.dbPort !== undefined && values.dbPort !== port) {
+      problems.push(`${at('dbHost', values.dbHost)}: names port ${port}, but --db_port is ${values.dbPort} (from ${sources.dbPort.label}); set one of them`);
+    }
+  }
   if (values.dbType === 'redis' && values.redisUrl === undefined) {
     problems.push(`${at('dbType', 'redis')}: needs --redis_url (REDIS_URL)`);
+  }
+
+  // Each worker would open a database of its own: sessions made on one would be unknown to the others.
+  if (values.workers > 1 && values.dbType === 'sqlite' && (values.dbPath === ':memory:' || values.dbName === ':memory:')) {
+    problems.push(`${at('workers', String(values.workers))}: workers share the session store, and an in-memory SQLite database (:memory:) is one process's; use a database file (--db_path)`);
   }
 
   if (values.cookieSameSite === 'none' && values.cookieSecure === false) {
@@ -223,6 +276,18 @@ function crossChecks(values: OptionValues, sources: Record<OptionKey, OptionSour
     if (metrics.host === main.host || wildcard(metrics.host) || wildcard(main.host)) {
       problems.push(`${at('metricsListenAddr', `${metrics.host}:${metrics.port}`)}: the same address as --listen_addr; use another port or leave it unset to serve /metrics on the main listener`);
     }
+  }
+  const forwardAuth = values.forwardAuthListenAddr;
+  if (values.forwardAuthAllow !== undefined && forwardAuth === undefined) {
+    problems.push(`${at('forwardAuthAllow')}: only applies to the forward-auth listener; set --forward_auth_listen_addr (FORWARD_AUTH_LISTEN_ADDR) too`);
+  }
+  if (forwardAuth !== undefined && forwardAuth.port !== 0) {
+    const wildcard = (host: string) => host === '0.0.0.0' || host === '::';
+    const clash = (other: { host: string; port: number } | undefined) =>
+      other !== undefined && other.port === forwardAuth.port && (other.host === forwardAuth.host || wildcard(other.host) || wildcard(forwardAuth.host));
+    // The forward-auth answers carry access tokens: sharing a port with the browser-facing listener would serve them to browsers.
+    if (clash(main)) problems.push(`${at('forwardAuthListenAddr', `${forwardAuth.host}:${forwardAuth.port}`)}: the same address as --listen_addr; forward-auth needs its own internal listener`);
+    else if (clash(metrics)) problems.push(`${at('forwardAuthListenAddr', `${forwardAuth.host}:${forwardAuth.port}`)}: the same address as --metrics_listen_addr; use another port`);
   }
 
   const pairs = [

@@ -4,6 +4,7 @@
  * so adding an option here is all it takes (the tests iterate over it too).
  */
 import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import {
   durationMs,
   fail,
@@ -27,8 +28,11 @@ import {
   parseSize,
   parseToken,
   parseTrustProxy,
+  parseAddressList,
+  splitList,
 } from './parsers.ts';
-import type { CookieSecure, DbType, SameSite } from './types.ts';
+import { parseAuthParams, parseClaimPathList, parseEndSessionTemplate, parseTidList } from './oidcParsers.ts';
+import type { CookieSecure, CsrfMode, DbType, SameSite } from './types.ts';
 
 export type OptionGroup = 'Server' | 'Cookies and CSRF' | 'Sessions and secrets' | 'Database' | 'OIDC' | 'Targets and limits';
 
@@ -68,12 +72,20 @@ function optional<T>(def: OptionalOption<T>): OptionalOption<T> {
 }
 
 const parseSameSite = oneOf<SameSite>(['lax', 'strict', 'none']);
+const parseCsrfMode = oneOf<CsrfMode>(['token', 'origin']);
 const parseDbType = oneOf<DbType>(['sqlite', 'postgresql', 'redis'], { postgres: 'postgresql' });
 function parseCookieSecure(raw: string): CookieSecure {
   const value = raw.trim().toLowerCase();
   if (value === 'auto') return 'auto';
   if (['true', '1', 'yes', 'false', '0', 'no'].includes(value)) return parseBoolean(value);
   return fail('must be one of true, false, auto');
+}
+/** Directory sources: http(s) URLs or file paths (resolved by the loader), comma-separated. */
+function parseDirectorySources(raw: string): string[] | undefined {
+  const sources = splitList(raw);
+  if (sources.length === 0) return undefined;
+  for (const source of sources) if (/^[a-z][a-z0-9+.-]*:\/\//i.test(source)) parseHttpUrl(source, { allowQuery: true });
+  return sources;
 }
 function optionalOf<T>(parse: (raw: string) => T) {
   return (raw: string): T | undefined => (raw.trim() === '' ? undefined : parse(raw));
@@ -101,6 +113,11 @@ function parseCacheTtl(raw: string): number {
   if (ms > 60_000) return fail('must be at most 60s');
   return ms;
 }
+/** `auto`: one worker per core this process may use (os.availableParallelism()); else a count. */
+function parseWorkers(raw: string): number {
+  if (raw.trim().toLowerCase() === 'auto') return availableParallelism();
+  return integer(1, 1024)(raw);
+}
 function parseRedisUrl(raw: string): string | undefined {
   const value = raw.trim();
   if (value === '') return undefined;
@@ -125,10 +142,26 @@ export const optionTable = {
     description: 'Where the service listens: `host:port`, `:port` (all interfaces) or `[::1]:port`.',
     parse: parseListenAddr,
   }),
+  workers: withDefault({
+    flag: 'workers', env: 'WORKERS', group: 'Server', valueName: '<n|auto>', default: '1',
+    description:
+      'Worker processes sharing the listener (node:cluster); `auto`: one per available core. 1: one process, no cluster (see docs/deployment.md#workers).',
+    parse: parseWorkers,
+  }),
   metricsListenAddr: optional({
     flag: 'metrics_listen_addr', env: 'METRICS_LISTEN_ADDR', group: 'Server', valueName: '<host:port>',
     description: 'Separate listener for /metrics (same syntax as listen_addr). Unset: served on the main listener.',
     parse: optionalOf(parseListenAddr),
+  }),
+  forwardAuthListenAddr: optional({
+    flag: 'forward_auth_listen_addr', env: 'FORWARD_AUTH_LISTEN_ADDR', group: 'Server', valueName: '<host:port>',
+    description: 'Internal listener for forward-auth checks from nginx auth_request, Traefik ForwardAuth or Envoy ext_authz (docs/forward-auth.md); it answers with access tokens, so never expose it. Unset: no forward-auth.',
+    parse: optionalOf(parseListenAddr),
+  }),
+  forwardAuthAllow: optional({
+    flag: 'forward_auth_allow', env: 'FORWARD_AUTH_ALLOW', group: 'Server', valueName: '<list>', list: true,
+    description: 'Peers allowed on the forward-auth listener: a comma list of gateway IPs/CIDRs (and loopback, linklocal, uniquelocal); others get 403. Unset: any peer that reaches the listener.',
+    parse: optionalOf(parseAddressList),
   }),
   basePath: withDefault({
     flag: 'base_path', env: 'BASE_PATH', group: 'Server', valueName: '<path>', default: '/token-handler/v1',
@@ -160,10 +193,22 @@ export const optionTable = {
     description: 'Serve the go-token-handler routes (/login, /callback, /logout, /userinfo) for the `default` client.',
     parse: parseBoolean,
   }),
+  readyzStrict: withDefault({
+    flag: 'readyz_strict', env: 'READYZ_STRICT', group: 'Server', valueName: '[=<bool>]', switch: true, default: 'false',
+    description:
+      'Also answer /readyz with 503 when an identity provider cannot be reached. Default: an IdP outage is reported as `degraded` with 200 (sessions keep working through the proxy without the IdP; only the session store makes an instance unready).',
+    parse: parseBoolean,
+  }),
   config: optional({
     flag: 'config', env: 'CONFIG_FILE', group: 'Server', valueName: '<file>', path: true,
     description: 'YAML or JSON config file with option values, `clients` and `targets` (see docs/configuration.md).',
     parse: parseOptionalString,
+  }),
+  configWatch: withDefault({
+    flag: 'config_watch', env: 'CONFIG_WATCH', group: 'Server', valueName: '[=<bool>]', switch: true, default: 'true',
+    description:
+      'Reload clients and targets when the config file or proxy file changes. SIGHUP reloads either way; other options change only at a restart (see docs/configuration.md, Reloading).',
+    parse: parseBoolean,
   }),
   proxyConfig: optional({
     flag: 'proxy_config', env: 'PROXY_CONFIG', group: 'Targets and limits', valueName: '<file>', path: true,
@@ -201,6 +246,12 @@ export const optionTable = {
     flag: 'csrf_header_name', env: 'CSRF_HEADER_NAME', group: 'Cookies and CSRF', valueName: '<header>', default: 'X-XSRF-TOKEN',
     description: 'Header in which the frontend echoes the CSRF token.',
     parse: parseToken,
+  }),
+  csrfMode: optional({
+    flag: 'csrf_mode', env: 'CSRF_MODE', group: 'Cookies and CSRF', valueName: '<token|origin>',
+    description:
+      'CSRF defence of the targets that set none: `token`, the X-XSRF-TOKEN header must echo the XSRF-TOKEN cookie (and the Origin be allowed); `origin`, Sec-Fetch-Site and Origin must show a same-origin or allowed-origin request (requests with neither header, from non-browser clients, pass). Unset: `token` for `targets:`, `origin` for go-token-handler `proxies:`.',
+    parse: optionalOf(parseCsrfMode),
   }),
   tenantHeader: withDefault({
     flag: 'tenant_header', env: 'TENANT_HEADER', group: 'Cookies and CSRF', valueName: '<header>', default: 'X-ADSP-TENANT',
@@ -260,9 +311,14 @@ export const optionTable = {
     description: 'Expired sessions deleted per batch.',
     parse: integer(1, 1_000_000),
   }),
+  maxSessionsPerUser: withDefault({
+    flag: 'max_sessions_per_user', env: 'MAX_SESSIONS_PER_USER', group: 'Sessions and secrets', valueName: '<n>', default: '0',
+    description: 'Most sessions one user may hold per client (and tenant) at once; a new login beyond it ends the oldest. 0: no limit.',
+    parse: integer(0, 1_000_000),
+  }),
   refreshSkew: withDefault({
     flag: 'refresh_skew', env: 'REFRESH_SKEW', group: 'Sessions and secrets', valueName: '<duration>', default: '30s',
-    description: 'Refresh the access token when it expires within this long.',
+    description: 'Refresh the access token when it expires within this long, or within half its lifetime if that is shorter (a token living shorter than the skew is refreshed about once per half-life, not on every request).',
     parse: durationSeconds(0),
   }),
   sessionCacheTtl: withDefault({
@@ -295,7 +351,7 @@ export const optionTable = {
   }),
   dbHost: optional({
     flag: 'db_host', env: 'DB_HOST', group: 'Database', valueName: '<host>',
-    description: 'The database server hostname or IP address.',
+    description: 'The database server hostname or IP address; `host:port` (and `[::1]:5433`) is accepted, as go-token-handler users spell another port.',
     parse: parseOptionalString,
   }),
   dbPort: optional({
@@ -370,6 +426,57 @@ export const optionTable = {
     description: 'Scopes requested (space or comma separated; must include openid). Also the default for config-file clients.',
     parse: parseScopes,
   }),
+  oidcEndSessionMethod: withDefault({
+    flag: 'oidc_end_session_method', env: 'OIDC_END_SESSION_METHOD', group: 'OIDC', valueName: '<get|post>', default: 'get',
+    description:
+      "How a logout continues to the IdP's end_session_endpoint: `get`, a redirect carrying the ID token (id_token_hint) in its URL, or `post`, an auto-submitted form that keeps it out of URLs, browser history and access logs. Use `post` where the IdP accepts POST there with its session cookie (SameSite=None: Keycloak, Entra ID, Okta, Auth0, Duende IdentityServer; node-oidc-provider only with enableHttpPostMethods). Config-file clients: `endSessionMethod`.",
+    parse: oneOf<'post' | 'get'>(['post', 'get']),
+  }),
+  oidcAuthParams: optional({
+    flag: 'oidc_auth_params', env: 'OIDC_AUTH_PARAMS', group: 'OIDC', valueName: '<query>',
+    description: 'Extra authorization request parameters of the `default` client, in query syntax: `audience=https://api.example.com&acr_values=mfa` (Auth0 `audience`, RFC 8707 `resource`, `acr_values`, `prompt`...).',
+    parse: optionalOf(parseAuthParams),
+  }),
+  oidcRoleClaims: optional({
+    flag: 'oidc_role_claims', env: 'OIDC_ROLE_CLAIMS', group: 'OIDC', valueName: '<paths>', list: true,
+    description: 'Claim paths holding the `default` client\'s roles, comma separated (e.g. `https://example.com/roles` for Auth0). Unset: `realm_access.roles`, `resource_access.*.roles` (as client:role), `roles`, `groups`.',
+    parse: optionalOf(parseClaimPathList),
+  }),
+  oidcUserinfo: withDefault({
+    flag: 'oidc_userinfo', env: 'OIDC_USERINFO', group: 'OIDC', valueName: '[=<bool>]', switch: true, default: 'false',
+    description: 'Also read the user\'s profile and roles from the userinfo endpoint (at login and refresh) for the `default` client.',
+    parse: parseBoolean,
+  }),
+  oidcEndSessionUrl: optional({
+    flag: 'oidc_end_session_url', env: 'OIDC_END_SESSION_URL', group: 'OIDC', valueName: '<url template>',
+    description: 'Logout URL of an IdP whose discovery has no end_session_endpoint (Auth0: `https://TENANT.auth0.com/v2/logout?client_id={client_id}&returnTo={post_logout_redirect_uri}`); placeholders {client_id}, {post_logout_redirect_uri}, {id_token_hint}.',
+    parse: optionalOf(parseEndSessionTemplate),
+  }),
+  oidcPrivateKeyFile: optional({
+    flag: 'oidc_private_key_file', env: 'OIDC_PRIVATE_KEY_FILE', group: 'OIDC', valueName: '<file>', path: true,
+    description: 'PEM (PKCS#8 or PKCS#1) or JWK private key: the `default` client authenticates with private_key_jwt (RFC 7523) instead of a secret.',
+    parse: parseOptionalString,
+  }),
+  oidcPrivateKeyId: optional({
+    flag: 'oidc_private_key_id', env: 'OIDC_PRIVATE_KEY_ID', group: 'OIDC', valueName: '<kid>',
+    description: 'The `kid` of the private key as registered at the IdP. Unset: the JWK\'s own kid, else its RFC 7638 thumbprint.',
+    parse: parseOptionalString,
+  }),
+  oidcCertificateFile: optional({
+    flag: 'oidc_certificate_file', env: 'OIDC_CERTIFICATE_FILE', group: 'OIDC', valueName: '<file>', path: true,
+    description: 'PEM certificate of the private key, for IdPs that identify the key by certificate thumbprint (Entra ID): adds x5t and x5t#S256 to the client assertion.',
+    parse: parseOptionalString,
+  }),
+  oidcPar: withDefault({
+    flag: 'oidc_par', env: 'OIDC_PAR', group: 'OIDC', valueName: '[=<bool>]', switch: true, default: 'false',
+    description: 'Push the authorization request (RFC 9126 PAR) when the IdP offers it. An IdP that requires PAR gets it anyway.',
+    parse: parseBoolean,
+  }),
+  oidcAllowedTids: optional({
+    flag: 'oidc_allowed_tids', env: 'OIDC_ALLOWED_TIDS', group: 'OIDC', valueName: '<ids>', list: true,
+    description: 'Entra ID multi-tenant issuers (`/common/v2.0`, `/organizations/v2.0`): the directory ids (`tid`) whose users may log in, comma separated, or `*` for any.',
+    parse: optionalOf(parseTidList),
+  }),
   allowedOrigins: optional({
     flag: 'allowed_origins', env: 'ALLOWED_ORIGINS', group: 'OIDC', valueName: '<origins>', list: true,
     description: 'Comma-separated origins (scheme://host[:port]) accepted for return_to and CSRF Origin checks, for every client.',
@@ -377,7 +484,7 @@ export const optionTable = {
   }),
   oidcTimeout: withDefault({
     flag: 'oidc_timeout', env: 'OIDC_TIMEOUT', group: 'OIDC', valueName: '<duration>', default: '10s',
-    description: 'Timeout of every call to an identity provider.',
+    description: 'Timeout of every call to an identity provider. A refresh renews its cross-instance lease no longer than twice this (token request and key set).',
     parse: durationMs(100, '100ms'),
   }),
   oidcAllowInsecureIssuer: withDefault({
@@ -396,6 +503,17 @@ export const optionTable = {
     flag: 'max_header_size', env: 'MAX_HEADER_SIZE', group: 'Targets and limits', valueName: '<size>', default: '16kb',
     description: 'Largest request header section accepted.',
     parse: parseSize,
+  }),
+  directoryUrl: optional({
+    flag: 'directory_url', env: 'DIRECTORY_URL', group: 'Targets and limits', valueName: '<file|url>[,...]', list: true,
+    description:
+      'Service directory for targets whose `url` is an ADSP service URN (`urn:ads:namespace:service[:api]`): a YAML/JSON file or an http(s) URL (e.g. ADSP\'s `/directory/v2/namespaces/<namespace>/entries`) listing `{urn, url}` entries; several are merged (see docs/clients-and-tenants.md).',
+    parse: parseDirectorySources,
+  }),
+  directoryRefresh: withDefault({
+    flag: 'directory_refresh', env: 'DIRECTORY_REFRESH', group: 'Targets and limits', valueName: '<duration>', default: '60s',
+    description: 'How often the service directory is read again; a changed URL applies to the requests that start after.',
+    parse: durationMs(100, '100ms'),
   }),
   loginRateLimit: withDefault({
     flag: 'login_rate_limit', env: 'LOGIN_RATE_LIMIT', group: 'Targets and limits', valueName: '<n>', default: '60',

@@ -223,12 +223,26 @@ export function parseTrustProxy(raw: string): boolean | string[] {
   if (TRUE_WORDS.includes(value)) return true;
   const items = splitList(raw);
   for (const item of items) {
-    if (TRUST_PROXY_NAMES.includes(item) || isIP(item) !== 0) continue;
-    const [address = '', prefix, ...rest] = item.split('/');
-    const family = isIP(address);
-    const bits = family === 4 ? 32 : 128;
-    if (family !== 0 && prefix !== undefined && rest.length === 0 && /^\d{1,3}$/.test(prefix) && Number(prefix) <= bits) continue;
-    return fail(`item "${item}" must be true, false, or a comma list of IP addresses, CIDRs (10.0.0.0/8) and ${TRUST_PROXY_NAMES.join(', ')}`);
+    if (!isAddressOrRange(item)) return fail(`item "${item}" must be true, false, or a comma list of IP addresses, CIDRs (10.0.0.0/8) and ${TRUST_PROXY_NAMES.join(', ')}`);
+  }
+  return items;
+}
+
+/** An IP address, a CIDR or one of proxy-addr's names (loopback, linklocal, uniquelocal). */
+function isAddressOrRange(item: string): boolean {
+  if (TRUST_PROXY_NAMES.includes(item) || isIP(item) !== 0) return true;
+  const [address = '', prefix, ...rest] = item.split('/');
+  const family = isIP(address);
+  const bits = family === 4 ? 32 : 128;
+  return family !== 0 && prefix !== undefined && rest.length === 0 && /^\d{1,3}$/.test(prefix) && Number(prefix) <= bits;
+}
+
+/** A comma list of IP addresses, CIDRs and proxy-addr's names (the peers allowed on a listener). */
+export function parseAddressList(raw: string): string[] {
+  const items = splitList(raw);
+  if (items.length === 0) return fail('must list at least one IP address or CIDR');
+  for (const item of items) {
+    if (!isAddressOrRange(item)) return fail(`item "${item}" must be an IP address, a CIDR (10.0.0.0/8) or one of ${TRUST_PROXY_NAMES.join(', ')}`);
   }
   return items;
 }

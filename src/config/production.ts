@@ -24,6 +24,23 @@ export function isInsecureUrl(value: string | undefined): boolean {
   return value !== undefined && /^http:\/\//i.test(value);
 }
 
+/**
+ * An `http:` URL on a loopback host (`localhost`, `*.localhost`, 127.0.0.0/8, `[::1]`): a development IdP on
+ * this machine (a local Keycloak). Its traffic never leaves the machine, so outside production it needs no
+ * --oidc_allow_insecure_issuer; production refuses it like any http URL.
+ */
+export function isLoopbackHttpUrl(value: string): boolean {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return false;
+  }
+  if (url.protocol !== 'http:') return false;
+  const host = url.hostname.toLowerCase();
+  return host === 'localhost' || host.endsWith('.localhost') || host === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+}
+
 function isDefaultAuthSecret(config: Config): boolean {
   const current = config.session.authSecrets[0];
   return current !== undefined && current.equals(Buffer.from(DEFAULT_AUTH_SECRET, 'utf8'));

@@ -41,6 +41,22 @@ const relyingPartyFields = {
   postLogoutRedirectUrl: z.string().optional(),
   failureRedirectUrl: z.string().optional(),
   extraAuthParams: z.record(z.string(), scalar).optional(),
+  /** Claim paths holding the user's roles. */
+  roleClaims: stringList.optional(),
+  /** Read userinfo at login and refresh. */
+  userinfo: z.boolean().optional(),
+  /** Logout URL template for an IdP without end_session_endpoint. */
+  endSessionUrl: z.string().optional(),
+  /** private_key_jwt: the private key file (relative to the file that names it), its kid and certificate. */
+  privateKeyFile: z.string().optional(),
+  privateKeyId: z.string().optional(),
+  certificateFile: z.string().optional(),
+  /** Pushed Authorization Requests when the IdP offers them. */
+  par: z.boolean().optional(),
+  /** Entra ID multi-tenant: allowed `tid` values, or `*`. */
+  allowedTids: stringList.optional(),
+  /** The tenant's name, which the tenant header may give instead of the tenant (its URN). */
+  tenantName: z.string().optional(),
 };
 
 /**
@@ -64,6 +80,8 @@ export const clientEntrySchema = strict({
   adminRoleClaim: stringList.optional(),
   /** When set, a registration request's bearer token must have this audience. */
   adminTokenAudience: z.string().optional(),
+  /** How the browser continues to the IdP's end_session_endpoint at logout: a redirect (GET, default) or an auto-submitted form POST. */
+  endSessionMethod: z.enum(['post', 'get']).optional(),
 });
 export type ClientEntry = z.infer<typeof clientEntrySchema>;
 
@@ -79,7 +97,15 @@ export const targetEntrySchema = strict({
   timeout: duration.optional(),
   headers: z.record(z.string(), z.string()).optional(),
   passSetCookie: z.boolean().optional(),
+  /** Forward X-HTTP-Method-Override (and X-HTTP-Method, X-Method-Override), checked against `methods`. */
+  allowMethodOverride: z.boolean().optional(),
   websocket: z.boolean().optional(),
+  /** CSRF defence: `token` (XSRF header echoes the cookie) or `origin` (Sec-Fetch-Site / Origin); default --csrf_mode, else token. */
+  csrf: z.enum(['token', 'origin']).optional(),
+  /** Apply the CSRF check to every method, GET and HEAD too. */
+  csrfAllMethods: z.boolean().optional(),
+  /** Forward cross-site GET/HEAD navigations with the user's token (APIs serving links); default false. */
+  allowCrossSiteGet: z.boolean().optional(),
   pool: strict({
     connections: z.number().int().positive().optional(),
     keepAliveTimeout: duration.optional(),
@@ -104,6 +130,10 @@ export const goProxyEntrySchema = strict({
     maxIdleConns: z.number().int().positive().optional(),
     dialKeepAlive: duration.optional(),
     dialTimeout: duration.optional(),
+    /** token-handler's own keys for Go entries: pass upstream Set-Cookie (default true, as Go did), the CSRF mode. */
+    'pass-set-cookie': z.boolean().optional(),
+    csrf: z.enum(['token', 'origin']).optional(),
+    'allow-cross-site-get': z.boolean().optional(),
   })
     .nullable()
     .optional(),

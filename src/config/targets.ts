@@ -6,7 +6,8 @@
 import { DEFAULT_CLIENT_ID, ID_PATTERN } from './clients.ts';
 import { InvalidValue, fail, isToken, parseDurationMs, parseHttpUrl, parsePathPrefix, splitList } from './parsers.ts';
 import type { TargetEntry } from './schema.ts';
-import type { TargetConfig } from './types.ts';
+import type { CsrfMode, TargetConfig } from './types.ts';
+import { ADSP_URN, isUrn } from '../proxy/directory.ts';
 
 export const DEFAULT_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'];
 export const DEFAULT_TARGET_TIMEOUT_MS = 30_000;
@@ -25,12 +26,27 @@ export interface TargetSource {
   derivedId: boolean;
   /** Field names as the file spells them, when they differ from ours (`url` is `target` in Go files). */
   fields: Partial<Record<string, string>>;
+  /** A go-token-handler `proxies:` entry: Go's error shape and defaults (see goProxyFile.ts). */
+  go?: { redirectBareMount: boolean };
 }
 
 export interface TargetContext {
+  /** --csrf_mode, when set: the CSRF mode of every target that names none. */
+  csrfMode?: CsrfMode;
   basePath: string;
   legacyRoutes: boolean;
   clientIds: ReadonlySet<string>;
+  /** A service directory is configured: a target url may be a service URN. */
+  directory?: boolean;
+}
+
+/** An http(s) URL, or (with a directory) an ADSP service URN resolved through it. */
+function parseTargetUrl(raw: string, directory: boolean): string {
+  const value = raw.trim();
+  if (!isUrn(value)) return parseHttpUrl(value);
+  if (!ADSP_URN.test(value)) return fail('a service URN must look like urn:ads:<namespace>:<service>[:<api>]');
+  if (!directory) return fail('a service URN needs a service directory to resolve it: set --directory_url (DIRECTORY_URL)');
+  return value;
 }
 
 export function buildTargets(sources: readonly TargetSource[], context: TargetContext): { targets: TargetConfig[]; problems: string[] } {
@@ -56,7 +72,7 @@ export function buildTargets(sources: readonly TargetSource[], context: TargetCo
     };
     const { entry } = source;
 
-    const url = check('url', entry.url, (raw) => parseHttpUrl(String(raw)));
+    const url = check('url', entry.url, (raw) => parseTargetUrl(String(raw), context.directory === true));
     const mountPath = check('mountPath', entry.mountPath ?? `${context.basePath}/targets/${id}`, (raw) => parsePathPrefix(String(raw)));
     if (mountPath !== undefined) {
       const clash = routeClash(mountPath, context);
@@ -101,8 +117,18 @@ export function buildTargets(sources: readonly TargetSource[], context: TargetCo
       timeoutMs,
       headers,
       passSetCookie: entry.passSetCookie ?? false,
+      allowMethodOverride: entry.allowMethodOverride ?? false,
       pool: { connections: entry.pool?.connections ?? DEFAULT_POOL.connections, keepAliveTimeoutMs, keepAliveMaxTimeoutMs },
       websocket: entry.websocket ?? false,
+      csrf: {
+        // Go frontends never sent an XSRF header: origin verification, which needs none, unless configured otherwise.
+        mode: entry.csrf ?? context.csrfMode ?? (source.go ? 'origin' : 'token'),
+        allMethods: entry.csrfAllMethods ?? false,
+        // A target that never sends a token has nothing for a cross-site link to ride on.
+        allowCrossSiteGet: entry.allowCrossSiteGet ?? tokenRequirement === 'none',
+      },
+      goErrors: source.go !== undefined,
+      redirectBareMount: source.go?.redirectBareMount ?? false,
     });
   });
   return { targets, problems };

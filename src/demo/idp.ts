@@ -19,8 +19,8 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import { exportJWK, generateKeyPair, SignJWT } from 'jose';
-import type { JWK, JWTPayload } from 'jose';
+import { createLocalJWKSet, exportJWK, generateKeyPair, jwtVerify, SignJWT } from 'jose';
+import type { CryptoKey, JWK, JWTPayload } from 'jose';
 import Provider, { errors } from 'oidc-provider';
 import type {
   Adapter,
@@ -66,6 +66,12 @@ export interface DevIdpOptions {
   /** Rotate refresh tokens on every use; reuse of a rotated one fails and revokes the grant. Default true. */
   rotateRefreshToken?: boolean;
   /**
+   * With rotation: a rotated refresh token presented again within this many seconds of its rotation is
+   * honoured (new tokens, no revocation), as Auth0's "reuse interval", Okta's grace period or Keycloak's
+   * "Refresh Token Max Reuse" allow. Default 0: any reuse revokes the grant.
+   */
+  refreshTokenReuseIntervalSec?: number;
+  /**
    * 'offline_access' (default, oidc-provider/OIDC semantics): a refresh token is issued only when
    * `offline_access` was granted, which oidc-provider only keeps when `prompt=consent` is sent.
    * 'always': issue one to every client allowed to use the refresh_token grant.
@@ -78,6 +84,13 @@ export interface DevIdpOptions {
    * client sends `resource=<apiResource>` to the token endpoint.
    */
   jwtAccessTokens?: boolean;
+  /**
+   * Like Keycloak (whose userinfo accepts any access token of its realm): the userinfo endpoint also
+   * answers for this IdP's own JWT access tokens, whatever their audience. oidc-provider alone refuses a
+   * token with an `aud` there (see `jwtAccessTokens`). The token's signature, issuer, expiry and `openid`
+   * scope are checked; the claims are those its scopes grant. Default false.
+   */
+  userinfoForJwtAccessTokens?: boolean;
   /** Resource indicator / audience of JWT access tokens. Default `http://127.0.0.1/api`. */
   apiResource?: string;
   /** Scopes the API resource server understands. Default ['api:read', 'api:write']. */
@@ -87,6 +100,42 @@ export interface DevIdpOptions {
   registration?: boolean | { initialAccessToken?: string };
   /** Serve the issuer under a path, e.g. '/tenant-a', so two issuers can share a host. */
   issuerPathPrefix?: string;
+  /**
+   * Accept a form POST at the end_session_endpoint, as OpenID Connect RP-Initiated Logout 1.0 requires
+   * of OPs (token-handler's `endSessionMethod: post`). Default true. oidc-provider itself only does so with
+   * SameSite=None session cookies (which need https); the dev IdP hands such a POST on as the GET it
+   * stands for. false: POST there answers 404, as oidc-provider's default does.
+   */
+  endSessionPost?: boolean;
+
+  // Shapes of real products (test/support/idps/): where claims go, token formats, discovery.
+  /** The issuer ends with a slash, as Auth0 spells it (`https://tenant.auth0.com/`). */
+  issuerTrailingSlash?: boolean;
+  /**
+   * The user's claims per use: the ID token and the userinfo response. Default: profile, email and `roles`
+   * in both. Every claim name returned must be listed in `claimNames` (oidc-provider drops unknown ones).
+   */
+  userClaims?: (user: DevUser, use: 'id_token' | 'userinfo') => Record<string, unknown>;
+  /** Claim names `userClaims` may return besides the standard ones (always released, scope `openid`). */
+  claimNames?: string[];
+  /** Claims added to JWT access tokens. Default: `name` and `roles`. */
+  accessTokenClaims?: (user: DevUser, clientId: string) => Record<string, unknown>;
+  /** Lifetime of refresh tokens (Keycloak: its SSO idle). Default 14 days. */
+  refreshTokenTtlSec?: number;
+  /** 'jwt': refresh tokens are HS256 JWTs with `exp` (Keycloak), opaque to the client. Default 'opaque'. */
+  refreshTokenFormat?: 'opaque' | 'jwt';
+  /** Add Keycloak's `refresh_expires_in` to token responses. */
+  refreshExpiresIn?: boolean;
+  /** Auth0: the `audience` authorization parameter selects the API of JWT access tokens; without it they are opaque. */
+  audienceParameter?: boolean;
+  /** Entra ID: no `iss` in authorization responses (RFC 9207), so a multi-tenant template issuer still works. */
+  omitAuthorizationResponseIss?: boolean;
+  /** Edit the discovery document (drop end_session_endpoint, revocation_endpoint...). */
+  discovery?: (metadata: Record<string, unknown>) => Record<string, unknown>;
+  /** `typ` of the logout tokens this IdP signs itself (Keycloak before 25: `JWT`). Default `logout+jwt`. */
+  logoutTokenTyp?: string;
+  /** Requests this IdP answers before oidc-provider sees them; return true when handled. */
+  intercept?: (req: IncomingMessage, res: ServerResponse, url: URL) => boolean | Promise<boolean>;
 }
 
 export type DownMode = '503' | 'reset' | 'refuse';
@@ -106,14 +155,26 @@ export interface DevIdp {
   /** Initial access token for DCR (only when `registration` is enabled). */
   readonly registrationInitialAccessToken: string | undefined;
   readonly apiResource: string;
+  /** The current provider (a key rotation makes a new one over the same state). */
   readonly provider: Provider;
+  /**
+   * Signs with a new key from now on, publishing it first in the JWKS with the old one kept after it
+   * (`dropOld` removes it): logins, grants and refresh tokens carry on.
+   */
+  rotateSigningKey(opts?: { dropOld?: boolean }): Promise<void>;
+  /** The dev IdP's store of a model (`RefreshToken`, `Session`...), for tests that inspect the IdP. */
+  findStored(model: string, id: string): AdapterPayload | undefined;
   readonly users: readonly DevUser[];
   close(): Promise<void>;
 
   readonly refreshGrantCount: number;
   readonly authorizationCodeGrantCount: number;
-  /** Refresh attempts presenting a refresh token that had already been rotated (consumed). */
+  /** Refresh attempts presenting a refresh token that had already been rotated (consumed), refused. */
   readonly refreshReuseCount: number;
+  /** Rotated refresh tokens presented again within the reuse interval, and honoured. */
+  readonly refreshReuseToleratedCount: number;
+  /** Every refresh grant carried out since the last reset: when (ms since the epoch) and for which grant (one per login). */
+  readonly refreshGrants: readonly { at: number; grantId: string }[];
   readonly endSessionCount: number;
   readonly revocationCount: number;
   readonly loginCount: number;
@@ -133,9 +194,20 @@ export interface DevIdp {
   setDown(down: boolean, mode?: DownMode): Promise<void>;
   /** Delay every request by `ms` before handling it. */
   setDelay(ms: number): void;
+  /**
+   * Hold the answer to every refresh grant for `ms` after the grant was carried out (the refresh token
+   * rotated): a client that dies or gives up meanwhile has lost the new tokens. 0 turns it off.
+   */
+  setRefreshResponseDelay(ms: number): void;
+  /** Lifetime of access tokens issued from now on (seconds). */
+  setAccessTokenTtl(seconds: number): void;
+  /** Changes `refreshTokenReuseIntervalSec` at run time. */
+  setRefreshTokenReuseInterval(seconds: number): void;
 
   /** Current metadata of a client (static or registered). */
   getClient(clientId: string): ClientMetadata | undefined;
+  /** Every client the IdP knows (static and registered). */
+  listClients(): ClientMetadata[];
   /**
    * Change a client's metadata at runtime (e.g. `backchannel_logout_uri` or `redirect_uris` once the
    * relying party knows its port). Throws if the result is invalid client metadata.
@@ -147,6 +219,8 @@ export interface DevIdp {
   /** Sign an arbitrary JWT with the IdP key (iss/iat/exp/jti defaulted unless given). */
   issueToken(claims: JWTPayload, options?: { typ?: string; expiresInSec?: number }): Promise<string>;
 }
+
+/** The claims each scope grants (oidc-provider's `claims`; also the JWT userinfo's filter). */
 
 const DEFAULT_USERS: DevUser[] = [
   { username: 'demo', password: 'demo', name: 'Demo User', email: 'demo@example.com', roles: ['user'] },
@@ -167,6 +241,10 @@ class MemoryStore {
   readonly models = new Map<string, Map<string, StoredEntry>>();
   /** Ids of refresh tokens that were consumed (rotated); survives their later destruction. */
   readonly consumedRefreshTokens = new Set<string>();
+  /** A consumed refresh token found within this many ms of its consumption is handed out as unconsumed. */
+  reuseIntervalMs = 0;
+  /** Called when a consumed refresh token is honoured within the reuse interval. */
+  onReuseTolerated: () => void = () => {};
 
   model(name: string): Map<string, StoredEntry> {
     let m = this.models.get(name);
@@ -206,7 +284,14 @@ class MemoryStore {
       },
       find: async (id) => {
         const p = this.get(name, id);
-        return p ? structuredClone(p) : undefined;
+        if (!p) return undefined;
+        const found = structuredClone(p);
+        if (name === 'RefreshToken' && typeof found.consumed === 'number' && Date.now() - found.consumed * 1000 < this.reuseIntervalMs) {
+          // Within the reuse interval a rotated token still works: oidc-provider rotates it again.
+          delete found.consumed;
+          this.onReuseTolerated();
+        }
+        return found;
       },
       findByUid: async (uid) => {
         const p = this.live(name).find((e) => e.uid === uid);
@@ -218,7 +303,8 @@ class MemoryStore {
       },
       consume: async (id) => {
         const entry = m.get(id);
-        if (entry) entry.payload.consumed = Math.floor(Date.now() / 1000);
+        // The first consumption counts: a reuse within the interval does not extend it.
+        if (entry && typeof entry.payload.consumed !== 'number') entry.payload.consumed = Date.now() / 1000;
         if (name === 'RefreshToken') this.consumedRefreshTokens.add(id);
       },
       destroy: async (id) => {
@@ -299,6 +385,11 @@ function listen(server: Server, port: number): Promise<number> {
   });
 }
 
+async function newSigningKey(): Promise<{ privateKey: CryptoKey; jwk: JWK }> {
+  const { privateKey } = await generateKeyPair('RS256', { extractable: true });
+  return { privateKey, jwk: { ...(await exportJWK(privateKey)), kid: randomUUID(), alg: 'RS256', use: 'sig' } };
+}
+
 function assertLoopback(uri: string): void {
   const host = new URL(uri).hostname;
   if (host !== '127.0.0.1' && host !== 'localhost' && host !== '[::1]') {
@@ -309,22 +400,42 @@ function assertLoopback(uri: string): void {
 export async function startDevIdp(options: DevIdpOptions = {}): Promise<DevIdp> {
   const prefix = normalizePrefix(options.issuerPathPrefix);
   const users = options.users ?? DEFAULT_USERS;
-  const accessTokenTtlSec = options.accessTokenTtlSec ?? 300;
+  let accessTokenTtlSec = options.accessTokenTtlSec ?? 300;
   const jwtAccessTokens = options.jwtAccessTokens ?? true;
   const apiResource = options.apiResource ?? 'http://127.0.0.1/api';
   const apiScopes = options.apiScopes ?? ['api:read', 'api:write'];
   const store = new MemoryStore();
+  store.reuseIntervalMs = (options.refreshTokenReuseIntervalSec ?? 0) * 1000;
+  store.onReuseTolerated = () => {
+    counters.reuseTolerated += 1;
+  };
 
   // A fresh signing key per start: tests must never depend on a fixed key.
-  const { privateKey } = await generateKeyPair('RS256', { extractable: true });
-  const kid = randomUUID();
-  const privateJwk: JWK = { ...(await exportJWK(privateKey)), kid, alg: 'RS256', use: 'sig' };
+  let signing = await newSigningKey();
+  let publishedKeys: JWK[] = [signing.jwk];
+  /** Claims released per scope (also by the JWT userinfo of `userinfoForJwtAccessTokens`). */
+  const claimsByScope: Record<string, string[]> = {
+    openid: ['sub', ...(options.claimNames ?? [])],
+    profile: ['name', 'preferred_username'],
+    email: ['email', 'email_verified'],
+    roles: ['roles'],
+  };
+  const accountClaims = (sub: string, user: DevUser, use: 'id_token' | 'userinfo'): { sub: string; [claim: string]: unknown } => ({
+    sub,
+    ...(options.userClaims
+      ? options.userClaims(user, use)
+      : { name: user.name, preferred_username: user.username, email: user.email, email_verified: true, roles: user.roles }),
+  });
 
   const counters = {
-    refresh: 0, code: 0, reuse: 0, endSession: 0, revocation: 0, login: 0, failedLogin: 0, requests: 0,
+    refresh: 0, code: 0, reuse: 0, reuseTolerated: 0, endSession: 0, revocation: 0, login: 0, failedLogin: 0, requests: 0,
     backchannelSent: 0, backchannelFailed: 0,
   };
   let delayMs = 0;
+  let refreshResponseDelayMs = 0;
+  /** Refresh answers held back (setRefreshResponseDelay), by response. */
+  const heldResponses = new WeakMap<ServerResponse, number>();
+  const refreshGrants: { at: number; grantId: string }[] = [];
   let downMode: DownMode | undefined;
 
   const sockets = new Set<Socket>();
@@ -341,7 +452,9 @@ export async function startDevIdp(options: DevIdpOptions = {}): Promise<DevIdp> 
   });
   const port = await listen(server, options.port ?? 0);
   const origin = `http://127.0.0.1:${port}`;
-  const issuer = `${origin}${prefix}`;
+  const issuer = `${origin}${prefix}${options.issuerTrailingSlash ? '/' : ''}`;
+  // Keycloak's JWT refresh tokens are signed with a secret only the IdP knows.
+  const refreshTokenKey = randomBytes(32);
 
   const registrationToken = typeof options.registration === 'object'
     ? options.registration.initialAccessToken ?? randomBytes(24).toString('base64url')
@@ -381,7 +494,7 @@ export async function startDevIdp(options: DevIdpOptions = {}): Promise<DevIdp> 
     // oidc-provider caches static clients privately, while adapter clients are re-read (and re-built
     // whenever their metadata changes). That is what makes `updateClient()` possible, e.g. to set a
     // backchannel_logout_uri once the relying party knows its port.
-    jwks: { keys: [privateJwk] },
+    jwks: { keys: publishedKeys },
     cookies: {
       keys: [randomBytes(32).toString('base64url')],
       // Cookie jars ignore ports: two IdPs (or the IdP and the relying party) on 127.0.0.1 share
@@ -392,12 +505,7 @@ export async function startDevIdp(options: DevIdpOptions = {}): Promise<DevIdp> 
         resume: `_op${port}${prefix.replace(/\W/g, '_')}_resume`,
       },
     },
-    claims: {
-      openid: ['sub'],
-      profile: ['name', 'preferred_username'],
-      email: ['email', 'email_verified'],
-      roles: ['roles'],
-    },
+    claims: claimsByScope,
     scopes: ['openid', 'offline_access', 'profile', 'email', 'roles'],
     responseTypes: ['code'],
     // With JWT (aud-bound) access tokens userinfo is unusable, so the ID token must carry the
@@ -405,41 +513,47 @@ export async function startDevIdp(options: DevIdpOptions = {}): Promise<DevIdp> 
     conformIdTokenClaims: false,
     findAccount: (_ctx, sub) => {
       const user = findUser(sub);
-      if (!user) return undefined;
-      return {
-        accountId: sub,
-        claims: () => ({
-          sub,
-          name: user.name,
-          preferred_username: user.username,
-          email: user.email,
-          email_verified: true,
-          roles: user.roles,
-        }),
-      };
+      return user ? { accountId: sub, claims: (use: string) => accountClaims(sub, user, use === 'userinfo' ? 'userinfo' : 'id_token') } : undefined;
     },
     // Put the user's display name and roles in JWT access tokens so the upstream can authorize.
     extraTokenClaims: async (_ctx, token) => {
       const accountId = 'accountId' in token ? token.accountId : undefined;
       const user = accountId ? findUser(accountId) : undefined;
-      return user ? { name: user.name, roles: user.roles } : undefined;
+      if (!user) return undefined;
+      return options.accessTokenClaims ? options.accessTokenClaims(user, token.clientId ?? '') : { name: user.name, roles: user.roles };
     },
+    ...(options.audienceParameter ? { extraParams: ['audience'] } : {}),
     interactions: {
       url: (_ctx, interaction) => `${prefix}/interaction/${interaction.uid}`,
     },
+    // userinfoForJwtAccessTokens: like Keycloak's, the access token names the OpenID scopes it was granted.
+    ...(options.userinfoForJwtAccessTokens
+      ? {
+          formats: {
+            customizers: {
+              jwt: async (_ctx, token, jwt) => {
+                const grantId = 'grantId' in token ? token.grantId : undefined;
+                const grant = grantId === undefined ? undefined : await provider.Grant.find(grantId);
+                const granted = grant?.getOIDCScope();
+                if (granted) jwt.payload.scope = [...new Set([...String(jwt.payload.scope ?? '').split(' '), ...granted.split(' ')])].filter(Boolean).join(' ');
+              },
+            },
+          },
+        }
+      : {}),
     pkce: { required: () => true },
     rotateRefreshToken: options.rotateRefreshToken ?? true,
     ...(options.refreshTokens === 'always'
       ? { issueRefreshToken: (_ctx: KoaContextWithOIDC, client) => client.grantTypeAllowed('refresh_token') }
       : {}),
     ttl: {
-      AccessToken: accessTokenTtlSec,
+      AccessToken: () => accessTokenTtlSec,
       AuthorizationCode: 60,
       IdToken: 3600,
       Interaction: 600,
       Session: 24 * 3600,
       Grant: 14 * 24 * 3600,
-      RefreshToken: 14 * 24 * 3600,
+      RefreshToken: options.refreshTokenTtlSec ?? 14 * 24 * 3600,
     },
     clientBasedCORS: () => false,
     // oidc-provider's outgoing fetch (back-channel logout, sector/jwks URIs) uses an SSRF-protected
@@ -483,16 +597,19 @@ export async function startDevIdp(options: DevIdpOptions = {}): Promise<DevIdp> 
       registration: registrationToken
         ? { enabled: true, initialAccessToken: registrationToken }
         : { enabled: false },
+      // RFC 7592: a registered client can be read and deleted at its registration_client_uri.
+      registrationManagement: { enabled: registrationToken !== undefined, rotateRegistrationAccessToken: false },
       resourceIndicators: {
         enabled: true,
-        // Every authorization request is bound to the API resource so the grant covers its scopes.
-        defaultResource: () => apiResource,
+        // Every authorization request is bound to the API resource so the grant covers its scopes; with
+        // `audienceParameter` (Auth0) only when it names the API in `audience`.
+        defaultResource: (ctx) => (options.audienceParameter ? (ctx.oidc.params?.audience as string | undefined) : apiResource),
         // When true, the token endpoint uses the granted resource even for `openid` requests,
         // which is what makes oidc-provider issue a JWT instead of an opaque userinfo token.
-        useGrantedResource: () => jwtAccessTokens,
+        useGrantedResource: () => jwtAccessTokens || options.audienceParameter === true,
         getResourceServerInfo: (_ctx, indicator) => {
           if (indicator !== apiResource) throw new errors.InvalidTarget(`unknown resource ${indicator}`);
-          return resourceServer;
+          return { ...resourceServer, accessTokenTTL: accessTokenTtlSec };
         },
       },
     },
@@ -506,40 +623,104 @@ export async function startDevIdp(options: DevIdpOptions = {}): Promise<DevIdp> 
   const clientStore = store.model('Client');
   for (const c of clients) clientStore.set(c.client_id, { payload: structuredClone(c) as AdapterPayload, expiresAt: undefined });
 
-  const provider = new Provider(issuer, configuration);
-  // Validate the client metadata now rather than on the first authorization request.
-  for (const c of clients) await provider.Client.find(c.client_id);
-  // oidc-provider only puts `sid` in ID tokens for clients registered with
-  // backchannel_logout_session_required + backchannel_logout_uri. Relying parties (the token handler)
-  // need it to correlate back-channel logouts even when registered without them, so always include it.
-  provider.Client.prototype.includeSid = () => true;
+  let provider!: Provider;
+  let callback!: ReturnType<Provider['callback']>;
+  /** A provider over this IdP's state; made again (same adapter, cookies, clients) when the key rotates. */
+  async function startProvider(): Promise<void> {
+    const next = new Provider(issuer, { ...configuration, jwks: { keys: publishedKeys } });
+    // Validate the client metadata now rather than on the first authorization request.
+    for (const c of clients) await next.Client.find(c.client_id);
+    // oidc-provider only puts `sid` in ID tokens for clients registered with
+    // backchannel_logout_session_required + backchannel_logout_uri. Relying parties (the token handler)
+    // need it to correlate back-channel logouts even when registered without them, so always include it.
+    next.Client.prototype.includeSid = () => true;
+    next.use(shapeResponses);
+    next.on('grant.success', (ctx) => {
+      const gt = ctx.oidc.params?.grant_type;
+      if (gt === 'refresh_token') {
+        counters.refresh += 1;
+        refreshGrants.push({ at: Date.now(), grantId: String(ctx.oidc.entities.RefreshToken?.grantId ?? '') });
+        if (refreshResponseDelayMs > 0) heldResponses.set(ctx.res, refreshResponseDelayMs);
+      }
+      if (gt === 'authorization_code') counters.code += 1;
+    });
+    next.on('grant.error', (ctx) => {
+      const rt = ctx.oidc?.params?.refresh_token;
+      if (ctx.oidc?.params?.grant_type === 'refresh_token' && typeof rt === 'string' && store.consumedRefreshTokens.has(rt)) {
+        counters.reuse += 1;
+      }
+    });
+    next.on('backchannel.success', () => {
+      counters.backchannelSent += 1;
+    });
+    next.on('backchannel.error', (_ctx, err, client) => {
+      counters.backchannelFailed += 1;
+      console.warn(`[dev-idp] back-channel logout to ${client.backchannelLogoutUri ?? client.clientId} failed: ${err.message}`);
+    });
+    next.on('end_session.success', () => {
+      counters.endSession += 1;
+    });
+    // Server errors would otherwise be swallowed into an HTML page; surface them in test output.
+    next.on('server_error', (_ctx, err) => console.error('[dev-idp] server_error', err));
+    provider = next;
+    callback = next.callback();
+  }
 
-  provider.on('grant.success', (ctx) => {
-    const gt = ctx.oidc.params?.grant_type;
-    if (gt === 'refresh_token') counters.refresh += 1;
-    if (gt === 'authorization_code') counters.code += 1;
-  });
-  provider.on('grant.error', (ctx) => {
-    const rt = ctx.oidc?.params?.refresh_token;
-    if (ctx.oidc?.params?.grant_type === 'refresh_token' && typeof rt === 'string' && store.consumedRefreshTokens.has(rt)) {
-      counters.reuse += 1;
+  /**
+   * Koa middleware shaping what oidc-provider answers like a product: the discovery document, Keycloak's
+   * `refresh_expires_in` and JWT refresh tokens, Entra ID's authorization responses without `iss`.
+   */
+  async function shapeResponses(ctx: KoaContextWithOIDC, next: () => Promise<void>): Promise<void> {
+    await next();
+    if (ctx.path === '/.well-known/openid-configuration' && options.discovery && ctx.status === 200) {
+      ctx.body = options.discovery({ ...(ctx.body as Record<string, unknown>) });
     }
-  });
-  provider.on('backchannel.success', () => {
-    counters.backchannelSent += 1;
-  });
-  provider.on('backchannel.error', (_ctx, err, client) => {
-    counters.backchannelFailed += 1;
-    console.warn(`[dev-idp] back-channel logout to ${client.backchannelLogoutUri ?? client.clientId} failed: ${err.message}`);
-  });
-  provider.on('end_session.success', () => {
-    counters.endSession += 1;
-  });
-  // Server errors would otherwise be swallowed into an HTML page; surface them in test output.
-  provider.on('server_error', (_ctx, err) => console.error('[dev-idp] server_error', err));
+    if (ctx.path === '/token' && ctx.status === 200 && typeof ctx.body === 'object' && ctx.body !== null) {
+      const body = ctx.body as Record<string, unknown>;
+      const id = body.refresh_token;
+      const stored = typeof id === 'string' ? store.get('RefreshToken', id) : undefined;
+      if (typeof id === 'string' && stored && typeof stored.exp === 'number') {
+        const now = Math.floor(Date.now() / 1000);
+        if (options.refreshExpiresIn) body.refresh_expires_in = Math.max(0, stored.exp - now);
+        if (options.refreshTokenFormat === 'jwt') body.refresh_token = await wrapRefreshToken(id, stored);
+      }
+    }
+    if (options.omitAuthorizationResponseIss && ctx.status >= 300 && ctx.status < 400) {
+      const location = ctx.response.get('location');
+      if (location && location.includes('iss=')) {
+        const url = new URL(location);
+        if (url.searchParams.has('code') || url.searchParams.has('error')) {
+          url.searchParams.delete('iss');
+          ctx.redirect(url.href);
+        }
+      }
+    }
+  }
 
-  const callback = provider.callback();
+  function wrapRefreshToken(id: string, stored: AdapterPayload): Promise<string> {
+    return new SignJWT({ typ: 'Refresh', azp: stored.clientId, sub: stored.accountId })
+      .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
+      .setJti(id)
+      .setIssuer(issuer)
+      .setIssuedAt()
+      .setExpirationTime(stored.exp as number)
+      .sign(refreshTokenKey);
+  }
+
+  /** The opaque refresh token inside one of our JWT refresh tokens (as sent back to /token or revocation). */
+  async function unwrapRefreshToken(token: string): Promise<string> {
+    try {
+      const { payload } = await jwtVerify(token, refreshTokenKey, { issuer });
+      return typeof payload.jti === 'string' ? payload.jti : token;
+    } catch {
+      return token;
+    }
+  }
+
+  await startProvider();
   const revocationPath = `${prefix}/token/revocation`;
+  const endSessionPath = `${prefix}/session/end`;
+  const tokenPath = `${prefix}/token`;
 
   async function interaction(req: IncomingMessage, res: ServerResponse, uid: string, action: string | undefined): Promise<void> {
     const details = await provider.interactionDetails(req, res);
@@ -600,6 +781,38 @@ export async function startDevIdp(options: DevIdpOptions = {}): Promise<DevIdp> 
     sendHtml(res, 400, page('Error', `<p class="error">Unsupported prompt ${esc(details.prompt.name)}</p>`));
   }
 
+  /** `userinfoForJwtAccessTokens`: answers userinfo for one of our JWT access tokens (true), else leaves it to oidc-provider. */
+  async function jwtUserinfo(req: IncomingMessage, res: ServerResponse): Promise<boolean> {
+    const token = /^Bearer ([\w-]+\.[\w-]+\.[\w-]+)$/.exec(req.headers.authorization ?? '')?.[1];
+    if (token === undefined) return false;
+    const refuse = (description: string): true => {
+      res.writeHead(401, {
+        'content-type': 'application/json; charset=utf-8',
+        'cache-control': 'no-store',
+        'www-authenticate': `Bearer realm="${issuer}", error="invalid_token", error_description="${description}"`,
+      });
+      res.end(JSON.stringify({ error: 'invalid_token', error_description: description }));
+      return true;
+    };
+    let payload: JWTPayload;
+    try {
+      // The keys this IdP publishes (its JWKS), public parts only: a rotation keeps verifying older tokens.
+      const keys = createLocalJWKSet({ keys: publishedKeys.map(({ kty, n, e, kid, alg }) => ({ kty, n, e, kid, alg })) });
+      ({ payload } = await jwtVerify(token, keys, { issuer, typ: 'at+jwt', algorithms: ['RS256'] }));
+    } catch (err) {
+      return refuse(`invalid access token (${(err as Error).message})`);
+    }
+    const scopes = new Set(String(payload.scope ?? '').split(' '));
+    const user = typeof payload.sub === 'string' ? findUser(payload.sub) : undefined;
+    if (!scopes.has('openid') || !user || payload.sub === undefined) return refuse('access token without openid scope or unknown subject');
+    const all = accountClaims(payload.sub, user, 'userinfo');
+    const granted = Object.entries(claimsByScope).filter(([scope]) => scopes.has(scope)).flatMap(([, claims]) => claims);
+    const body = JSON.stringify(Object.fromEntries(granted.map((claim) => [claim, all[claim]])));
+    res.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' });
+    res.end(body);
+    return true;
+  }
+
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     if (delayMs > 0) await new Promise((r) => setTimeout(r, delayMs));
     if (downMode === 'reset' || downMode === 'refuse') {
@@ -613,6 +826,7 @@ export async function startDevIdp(options: DevIdpOptions = {}): Promise<DevIdp> 
     }
 
     const url = new URL(req.url ?? '/', origin);
+    if (options.intercept && (await options.intercept(req, res, url))) return;
     const m = /^\/interaction\/([\w-]+)(?:\/(login|abort))?$/.exec(url.pathname.slice(prefix.length));
     if (url.pathname.startsWith(`${prefix}/interaction/`) && m?.[1]) {
       try {
@@ -634,6 +848,37 @@ export async function startDevIdp(options: DevIdpOptions = {}): Promise<DevIdp> 
       // oidc-provider derives its mount path from originalUrl minus url (like express/koa-mount).
       (req as IncomingMessage & { originalUrl?: string }).originalUrl = req.url;
       req.url = (req.url ?? '/').slice(prefix.length) || '/';
+    }
+
+    if (req.method === 'POST' && url.pathname === endSessionPath && options.endSessionPost !== false && /^application\/x-www-form-urlencoded/i.test(req.headers['content-type'] ?? '')) {
+      const form = await readForm(req);
+      req.method = 'GET';
+      req.url = `${(req.url ?? '/').split('?')[0]}?${form.toString()}`;
+      delete req.headers['content-type'];
+      delete req.headers['content-length'];
+    }
+    if (req.method === 'POST' && url.pathname === tokenPath) {
+      const end = res.end.bind(res) as (...args: unknown[]) => ServerResponse;
+      res.end = ((...args: unknown[]) => {
+        const hold = heldResponses.get(res);
+        if (hold === undefined) return end(...args);
+        heldResponses.delete(res);
+        // Unref'd: a held answer to a client that died must not keep a test process alive.
+        setTimeout(() => end(...args), hold).unref();
+        return res;
+      }) as typeof res.end;
+    }
+    if (options.refreshTokenFormat === 'jwt' && req.method === 'POST' && (url.pathname === `${prefix}/token` || url.pathname === revocationPath)) {
+      // oidc-provider reads an already parsed body from req.body: hand it the opaque token inside ours.
+      const form = await readForm(req);
+      for (const field of ['refresh_token', 'token']) {
+        const value = form.get(field);
+        if (value && value.split('.').length === 3) form.set(field, await unwrapRefreshToken(value));
+      }
+      (req as IncomingMessage & { body?: string }).body = form.toString();
+    }
+    if (options.userinfoForJwtAccessTokens && url.pathname === `${prefix}/me` && (req.method === 'GET' || req.method === 'POST')) {
+      if (await jwtUserinfo(req, res)) return;
     }
 
     if (req.method === 'POST' && url.pathname === revocationPath) {
@@ -659,11 +904,11 @@ export async function startDevIdp(options: DevIdpOptions = {}): Promise<DevIdp> 
       jti: randomUUID(),
       ...claims,
     })
-      .setProtectedHeader({ alg: 'RS256', kid, typ: 'logout+jwt' })
+      .setProtectedHeader({ alg: 'RS256', kid: signing.jwk.kid, typ: options.logoutTokenTyp ?? 'logout+jwt' })
       .setIssuer(claims.iss ?? issuer)
       .setIssuedAt(claims.iat ?? now)
       .setExpirationTime(claims.exp ?? now + 120)
-      .sign(privateKey);
+      .sign(signing.privateKey);
   };
 
   const handle_: DevIdp = {
@@ -672,11 +917,25 @@ export async function startDevIdp(options: DevIdpOptions = {}): Promise<DevIdp> 
     port,
     registrationInitialAccessToken: registrationToken,
     apiResource,
-    provider,
+    get provider() {
+      return provider;
+    },
+    async rotateSigningKey(opts = {}) {
+      const previous = signing;
+      signing = await newSigningKey();
+      publishedKeys = opts.dropOld ? [signing.jwk] : [signing.jwk, previous.jwk];
+      await startProvider();
+    },
+    findStored(model, id) {
+      const stored = store.get(model, id);
+      return stored ? structuredClone(stored) : undefined;
+    },
     users,
     get refreshGrantCount() { return counters.refresh; },
     get authorizationCodeGrantCount() { return counters.code; },
     get refreshReuseCount() { return counters.reuse; },
+    get refreshReuseToleratedCount() { return counters.reuseTolerated; },
+    get refreshGrants() { return refreshGrants; },
     get endSessionCount() { return counters.endSession; },
     get revocationCount() { return counters.revocation; },
     get loginCount() { return counters.login; },
@@ -686,6 +945,7 @@ export async function startDevIdp(options: DevIdpOptions = {}): Promise<DevIdp> 
     get backchannelLogoutFailedCount() { return counters.backchannelFailed; },
     resetCounters() {
       for (const k of Object.keys(counters) as (keyof typeof counters)[]) counters[k] = 0;
+      refreshGrants.length = 0;
     },
 
     refreshTokenState(token) {
@@ -717,10 +977,25 @@ export async function startDevIdp(options: DevIdpOptions = {}): Promise<DevIdp> 
     setDelay(ms) {
       delayMs = ms;
     },
+    setRefreshResponseDelay(ms) {
+      refreshResponseDelayMs = ms;
+    },
+    setAccessTokenTtl(seconds) {
+      accessTokenTtlSec = seconds;
+    },
+    setRefreshTokenReuseInterval(seconds) {
+      store.reuseIntervalMs = seconds * 1000;
+    },
 
     getClient(clientId) {
       const c = store.get('Client', clientId);
       return c ? (structuredClone(c) as ClientMetadata) : undefined;
+    },
+    listClients() {
+      return [...store.model('Client').keys()].flatMap((id) => {
+        const c = store.get('Client', id);
+        return c ? [structuredClone(c) as ClientMetadata] : [];
+      });
     },
     async updateClient(clientId, patch) {
       const current = store.get('Client', clientId);
@@ -752,11 +1027,11 @@ export async function startDevIdp(options: DevIdpOptions = {}): Promise<DevIdp> 
     async issueToken(claims, opts = {}) {
       const now = Math.floor(Date.now() / 1000);
       return new SignJWT({ jti: randomUUID(), ...claims })
-        .setProtectedHeader({ alg: 'RS256', kid, typ: opts.typ ?? 'JWT' })
+        .setProtectedHeader({ alg: 'RS256', kid: signing.jwk.kid, typ: opts.typ ?? 'JWT' })
         .setIssuer(claims.iss ?? issuer)
         .setIssuedAt(claims.iat ?? now)
         .setExpirationTime(claims.exp ?? now + (opts.expiresInSec ?? 300))
-        .sign(privateKey);
+        .sign(signing.privateKey);
     },
 
     async close() {

@@ -11,7 +11,7 @@
  *   GET  /slow?ms=1000  -> JSON after a delay
  *   GET  /reset         -> headers + part of the body, then the socket is destroyed
  *   GET  /set-cookie    -> JSON with a Set-Cookie header
- *   WS   /ws            -> first message { authorization, origin }, then echoes every message
+ *   WS   /ws            -> first message { authorization, origin, cookie, traceparent, tracestate }, then echoes every message
  */
 import { createHash } from 'node:crypto';
 import { createServer } from 'node:http';
@@ -226,6 +226,8 @@ export async function startDemoUpstream(options: DemoUpstreamOptions = {}): Prom
           authorization: { present: token.present, valid: token.valid, ...(token.valid ? { sub: token.claims.sub } : { error: token.error }) },
           origin: req.headers.origin ?? null,
           cookie: req.headers.cookie ?? null,
+          traceparent: req.headers.traceparent ?? null,
+          tracestate: req.headers.tracestate ?? null,
         }));
         ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary }));
       });

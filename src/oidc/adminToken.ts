@@ -1,7 +1,9 @@
 /**
  * The bearer token of a client registration request (POST /clients/{id}): a JWT access token from the
- * client's own issuer carrying the administrator role. Signature (the issuer's JWKS), `iss` and `exp` are
- * always checked, `aud` when configured; then the role is looked for at the configured claim paths.
+ * client's own issuer, meant for the token handler (`aud`), carrying the administrator role. Signature
+ * (the issuer's JWKS), `iss`, `exp` and `aud` are always checked; an ID token (or any token issued to one
+ * of our own OIDC clients, which pass through browsers and upstreams) is refused; then the role is looked
+ * for at the configured claim paths.
  */
 import { decodeProtectedHeader, jwtVerify, type JWTPayload } from 'jose';
 import type { AdminTokenPolicy } from '../config/types.ts';
@@ -18,9 +20,15 @@ export const DEFAULT_ROLE_CLAIM_PATHS: readonly (readonly string[])[] = [
   ['realm_access', 'roles'],
   ['roles'],
 ];
+/** ADSP's audience of the token handler's admin API: the `aud` required when `adminTokenAudience` is not set. */
+export const DEFAULT_ADMIN_AUDIENCE = 'urn:ads:platform:token-handler';
 const CLOCK_TOLERANCE_SEC = 30;
-/** `typ` values of tokens that are not access tokens: a logout token or an ID token is never an admin credential. */
-const REFUSED_TYPES = new Set(['logout+jwt', 'application/logout+jwt', 'secevent+jwt', 'application/secevent+jwt']);
+/** RFC 9068 `typ` of a JWT access token: such a token is an access token by its issuer's word. */
+const ACCESS_TOKEN_TYPES = new Set(['at+jwt', 'application/at+jwt']);
+/** Untyped JWTs (most IdPs' access tokens, and ID tokens): told apart by their claims. */
+const GENERIC_TYPES = new Set(['jwt', 'application/jwt']);
+/** Claims only an ID token carries (OIDC Core 2, 3.1.3.6, 3.3.2.11; FAPI's s_hash). */
+const ID_TOKEN_CLAIMS = ['nonce', 'at_hash', 'c_hash', 's_hash'] as const;
 
 export type AdminTokenCheck =
   | { ok: true; claims: JWTPayload }
@@ -30,7 +38,13 @@ export type AdminTokenCheck =
 
 export async function verifyAdminToken(
   token: string,
-  opts: { issuer: string; keys: RemoteKeySet; policy: AdminTokenPolicy | undefined },
+  opts: {
+    issuer: string;
+    keys: RemoteKeySet;
+    policy: AdminTokenPolicy | undefined;
+    /** The client ids of our own OIDC clients at the IdP (configured and registered). */
+    ourClientIds: ReadonlySet<string>;
+  },
 ): Promise<AdminTokenCheck> {
   const invalid = (detail: string): AdminTokenCheck => ({ ok: false, status: 401, error: 'invalid_token', detail });
   let typ: string | undefined;
@@ -39,12 +53,15 @@ export async function verifyAdminToken(
   } catch {
     return invalid('the bearer token is not a JWT');
   }
-  if (typ !== undefined && REFUSED_TYPES.has(typ.toLowerCase())) return invalid(`a ${typ} token is not an access token`);
+  const typed = typ === undefined ? undefined : typ.toLowerCase();
+  // An ID token (id_token+jwt), a logout or security event token, a DPoP proof...: never an admin credential.
+  if (typed !== undefined && !ACCESS_TOKEN_TYPES.has(typed) && !GENERIC_TYPES.has(typed)) return invalid(`a ${typ} token is not an access token`);
+  const audience = opts.policy?.audience ?? DEFAULT_ADMIN_AUDIENCE;
   let claims: JWTPayload;
   try {
     ({ payload: claims } = await jwtVerify(token, opts.keys, {
       issuer: opts.issuer,
-      ...(opts.policy?.audience !== undefined && { audience: opts.policy.audience }),
+      audience,
       algorithms: ASYMMETRIC_ALGORITHMS,
       clockTolerance: CLOCK_TOLERANCE_SEC,
       requiredClaims: ['exp'],
@@ -54,12 +71,36 @@ export async function verifyAdminToken(
     return invalid(`the bearer token was refused (${describe(err)})`);
   }
   if (claims.events !== undefined) return invalid('a security event token is not an access token');
+  const notAccess = notAnAccessToken(claims, typed !== undefined && ACCESS_TOKEN_TYPES.has(typed));
+  if (notAccess !== undefined) return invalid(notAccess);
+  // A token issued to (or for) one of our own clients: an ID token of a login (it travels through the
+  // browser as id_token_hint), or a user's access token we forward to upstreams. Neither is the admin's.
+  const ours = [...audiences(claims.aud), claims.azp, claims.client_id].find((id): id is string => typeof id === 'string' && opts.ourClientIds.has(id));
+  if (ours !== undefined) return invalid(`the token was issued to ${JSON.stringify(ours)}, an OIDC client of the token handler; send an administrator's access token for ${audience}`);
   const role = opts.policy?.role ?? DEFAULT_ADMIN_ROLE;
   const paths = opts.policy?.roleClaimPaths ?? DEFAULT_ROLE_CLAIM_PATHS;
   if (!paths.some((path) => holdsRole(claimAt(claims, path), role))) {
     return { ok: false, status: 403, error: 'insufficient_role', detail: `the token does not carry the ${role} role` };
   }
   return { ok: true, claims };
+}
+
+/**
+ * Why a verified token is not an access token, or undefined. Keycloak types its tokens in the payload
+ * (`typ`: `Bearer` for access tokens, `ID`, `Refresh`, `Logout`); an RFC 9068 `at+jwt` header or Keycloak's
+ * `Bearer` is the issuer's word for it (older Keycloak copies `nonce` into access tokens). An untyped token
+ * carrying a claim only ID tokens carry is an ID token.
+ */
+function notAnAccessToken(claims: JWTPayload, typedAccessToken: boolean): string | undefined {
+  const payloadTyp = typeof claims.typ === 'string' ? claims.typ : undefined;
+  if (payloadTyp !== undefined && payloadTyp.toLowerCase() !== 'bearer') return `a token of type ${JSON.stringify(payloadTyp.slice(0, 40))} is not an access token`;
+  if (typedAccessToken || payloadTyp !== undefined) return undefined;
+  const marker = ID_TOKEN_CLAIMS.find((name) => claims[name] !== undefined);
+  return marker === undefined ? undefined : `an ID token (it carries ${marker}) is not an access token`;
+}
+
+function audiences(aud: JWTPayload['aud']): string[] {
+  return aud === undefined ? [] : Array.isArray(aud) ? aud : [aud];
 }
 
 /** The value at a claim path, or undefined (never follows inherited properties). */

@@ -2,7 +2,8 @@
  * Logout Token validation, OpenID Connect Back-Channel Logout 1.0 section 2.6: a JWT signed by the
  * client's issuer (its JWKS), `iss` the issuer, `aud` containing our client_id, `iat` present and recent,
  * `exp` (when present) not passed, `events` holding the back-channel logout event, no `nonce` (so an ID
- * token can never pass for one), `sid` and/or `sub`, and `typ`, when given, `logout+jwt`.
+ * token can never pass for one), `sid` and/or `sub`, a `jti` (so a replay can be recognised), and
+ * `typ`, when given, `logout+jwt` (or plain `JWT`, as Keycloak before 25).
  */
 import { decodeProtectedHeader, jwtVerify, type JWTPayload } from 'jose';
 import { ASYMMETRIC_ALGORITHMS, isKeySetUnavailable, type RemoteKeySet } from './jwks.ts';
@@ -16,8 +17,10 @@ export interface LogoutClaims {
   iss: string;
   sub: string | undefined;
   sid: string | undefined;
-  jti: string | undefined;
+  jti: string;
   iat: number;
+  /** Until when (ms since epoch) this token would be accepted: how long its use must be remembered. */
+  acceptableUntil: number;
 }
 
 export class LogoutTokenError extends Error {
@@ -40,7 +43,9 @@ export async function validateLogoutToken(
   } catch {
     throw new LogoutTokenError('the logout token is not a JWT');
   }
-  if (typ !== undefined && !['logout+jwt', 'application/logout+jwt'].includes(typ.toLowerCase())) {
+  // Keycloak before 25 types its logout tokens plain `JWT`: accepted, since what tells a logout token from
+  // an ID token here is the events claim and the absence of a nonce (spec section 4.1), both required below.
+  if (typ !== undefined && !['logout+jwt', 'application/logout+jwt', 'jwt'].includes(typ.toLowerCase())) {
     throw new LogoutTokenError(`typ ${JSON.stringify(typ)} is not logout+jwt`);
   }
   const now = opts.now ?? Date.now();
@@ -71,7 +76,10 @@ export async function validateLogoutToken(
   const sub = nonEmptyString(claims.sub);
   const sid = nonEmptyString(claims.sid);
   if (sub === undefined && sid === undefined) throw new LogoutTokenError('neither sub nor sid');
-  return { iss: claims.iss!, sub, sid, jti: nonEmptyString(claims.jti), iat };
+  const jti = nonEmptyString(claims.jti);
+  if (jti === undefined) throw new LogoutTokenError('no jti (a logout token must carry one, so that a replay can be refused)');
+  const acceptableUntil = (iat + (opts.maxAgeSec ?? LOGOUT_TOKEN_MAX_AGE_SEC) + CLOCK_TOLERANCE_SEC + 1) * 1000;
+  return { iss: claims.iss!, sub, sid, jti, iat, acceptableUntil };
 }
 
 function nonEmptyString(value: unknown): string | undefined {

@@ -1,3 +1,5 @@
+import { discoveredIssuerMatches } from '../oidc/issuer.ts';
+import { hasCredentials } from '../oidc/registry.ts';
 import type { AppContext } from '../context.ts';
 
 export interface ReadinessOptions {
@@ -25,8 +27,16 @@ export interface IssuerCheck {
   error?: string;
 }
 
+/**
+ * `ok`: every check passed. `degraded`: the store answers but an issuer does not; the instance still
+ * serves (sessions, the proxy with valid tokens), only logins and refreshes wait for the IdP, so it stays
+ * in the load balancer: with every replica failing at once on an IdP outage, nothing would be served.
+ * `fail`: the store does not answer (or, with --readyz_strict, an issuer does not either).
+ */
+export type ReadinessStatus = 'ok' | 'degraded' | 'fail';
+
 export interface ReadinessReport {
-  status: CheckStatus;
+  status: ReadinessStatus;
   checks: { store: StoreCheck; issuers: IssuerCheck[] };
 }
 
@@ -65,12 +75,13 @@ async function probeIssuer(issuer: string, timeoutMs: number): Promise<void> {
     throw new Error(`discovery document answered HTTP ${res.status}`);
   }
   const doc = (await res.json()) as { issuer?: unknown };
-  if (doc.issuer !== issuer) throw new Error('discovery document names another issuer');
+  // As discovery compares them (Auth0's trailing slash; Entra ID's multi-tenant template).
+  if (typeof doc.issuer !== 'string' || !discoveredIssuerMatches(doc.issuer, issuer)) throw new Error('discovery document names another issuer');
 }
 
 /**
  * /readyz's checks: the session store answers a ping, and every configured client's issuer has been
- * discovered and still answers. Concurrent callers share one run, so a burst of probes (several kubelets,
+ * discovered and still answers (see ReadinessStatus for what a failure of each means). Concurrent callers share one run, so a burst of probes (several kubelets,
  * a load balancer) costs one ping and one discovery fetch per issuer.
  */
 export class ReadinessChecker {
@@ -97,8 +108,10 @@ export class ReadinessChecker {
     const { readiness } = this.#ctx.metrics;
     readiness.set({ check: 'store' }, store.status === 'ok' ? 1 : 0);
     for (const issuer of issuers) readiness.set({ check: `issuer:${issuer.clientId}` }, issuer.status === 'fail' ? 0 : 1);
-    const ok = store.status === 'ok' && issuers.every((i) => i.status !== 'fail');
-    return { status: ok ? 'ok' : 'fail', checks: { store, issuers } };
+    const issuersOk = issuers.every((i) => i.status !== 'fail');
+    const status: ReadinessStatus =
+      store.status !== 'ok' ? 'fail' : issuersOk ? 'ok' : this.#ctx.config.readyzStrict === true ? 'fail' : 'degraded';
+    return { status, checks: { store, issuers } };
   }
 
   async #checkStore(): Promise<StoreCheck> {
@@ -137,7 +150,8 @@ export class ReadinessChecker {
     return Promise.all(
       statuses.map(async (s): Promise<IssuerCheck> => {
         const base = { clientId: s.clientId, issuer: s.issuer };
-        if (registry.client(s.clientId)?.clientSecret === undefined) {
+        const client = registry.client(s.clientId);
+        if (client === undefined || !hasCredentials(client)) {
           return { ...base, status: 'unregistered', durationMs: elapsed(started) };
         }
         if (!s.ready) return { ...base, status: 'fail', durationMs: elapsed(started), error: describe(s.error ?? 'discovery failed') };

@@ -1,6 +1,7 @@
 import { LogController, type FastifyBaseLogger, type FastifyReply, type FastifyRequest } from 'fastify';
 import { symbols } from 'pino';
 import { kAccessLineFormat, logSafeUrl } from '../log.ts';
+import { clientAddress } from './clientAddress.ts';
 
 /** pino's internals the fast path reads; all public through `pino.symbols`. */
 interface PinoInternals {
@@ -30,7 +31,20 @@ const MESSAGE = ',"msg":"request completed"}\n';
 export class OneLinePerRequest extends LogController {
   override incomingRequest(): void {}
 
+  /**
+   * Runs when the response has finished, outside any handler that could catch: whatever fails here is
+   * reported on a line of its own (with the request id) and goes no further, so logging a request can
+   * never take the process down (issue #17).
+   */
   override requestCompleted(error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply): void {
+    try {
+      this.#completed(error, request, reply);
+    } catch (failure) {
+      reportLogFailure(request, failure, error);
+    }
+  }
+
+  #completed(error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply): void {
     if (this.isLogDisabled(request)) return;
     const log = reply.log;
     if (!error && reply.statusCode < 500) {
@@ -40,6 +54,16 @@ export class OneLinePerRequest extends LogController {
     if (error) log.error({ ...line, err: error }, 'request errored');
     else if (reply.statusCode >= 500) log.warn(line, 'request completed');
     else log.info(line, 'request completed');
+  }
+}
+
+/** The line of a request whose own line could not be written: through pino if it can, else straight to stderr. */
+function reportLogFailure(request: FastifyRequest, failure: unknown, error: Error | null | undefined): void {
+  const reason = failure instanceof Error ? failure.message : String(failure);
+  try {
+    request.log.error({ reason, requestError: error?.message }, 'could not log the completed request');
+  } catch {
+    process.stderr.write(`${JSON.stringify({ level: 50, time: Date.now(), reqId: request.id, reason, msg: 'could not log the completed request' })}\n`);
   }
 }
 
@@ -59,7 +83,7 @@ export function writeCompletedLine(log: FastifyBaseLogger, request: FastifyReque
   const url = logSafeUrl(request.url);
   stream.write(
     `${pino[symbols.lsCacheSym][INFO]}${pino[symbols.timeSym]()}${pino[symbols.chindingsSym]}` +
-      `,"req":{"method":${JSON.stringify(request.method)}${field('url', url)}${field('host', request.host)}${field('remoteAddress', request.ip)}}` +
+      `,"req":{"method":${JSON.stringify(request.method)}${field('url', url)}${field('host', request.host)}${field('remoteAddress', clientAddress(request))}}` +
       `,"res":{"statusCode":${reply.statusCode}},"responseTime":${responseTime(reply)}${MESSAGE}`,
   );
   return true;

@@ -6,12 +6,13 @@
  */
 import type { TargetConfig } from '../config/types.ts';
 import type { AppContext } from '../context.ts';
-import { resolveTenant, type TenantResolution } from '../routes/clientLookup.ts';
-import type { ResponseHeaderPolicy, UpstreamHeaderPolicy } from '../security/headers.ts';
-import { parseUpstreamBase, type UpstreamBase } from '../security/paths.ts';
+import { resolveTenant, type TenantResolution } from '../http/tenant.ts';
+import { configuredAppOrigins } from '../http/publicPath.ts';
+import type { ResponseHeaderPolicy, UpstreamHeaderPolicy } from './headers.ts';
+import { parseUpstreamBase, type UpstreamBase } from './paths.ts';
 import { RefreshUnavailableError, SessionEndedError } from '../session/errors.ts';
 import type { ActiveSession } from '../session/model.ts';
-import { NOT_IN_MEMORY } from '../session/service.ts';
+import { ANY_TENANT, NOT_IN_MEMORY, type SessionExpectation } from '../session/service.ts';
 
 export interface TargetPlan {
   target: TargetConfig;
@@ -30,8 +31,15 @@ export interface TargetPlan {
   responseHeaders: ResponseHeaderPolicy;
   /** The tenant of a request, as every client route decides it (clientLookup.resolveTenant). */
   tenantOf(headerValue: string | undefined): TenantResolution;
+  /**
+   * Whether a request of this resolution acts in the tenant of its session (a tenant-scoped client, no
+   * tenant header: as ADSP does it); its CSRF and origin checks then wait for the session's tenant.
+   */
+  tenantFromSession(resolution: TenantResolution): boolean;
   /** Origins besides our own that may call this target with credentials: the client's (tenant's) allowedOrigins. */
   corsOrigins(tenant: string | null): ReadonlySet<string>;
+  /** The tenants the client serves (`null` alone: not tenant-scoped). */
+  servedTenants: ReadonlySet<string | null>;
   /** Our own origin plus corsOrigins(tenant), cached per own origin seen (bounded). */
   csrfOrigins(tenant: string | null, ownOrigin: string): ReadonlySet<string>;
 }
@@ -49,10 +57,15 @@ export function planTarget(ctx: AppContext, target: TargetConfig): TargetPlan {
 
   // Tenants and their origins are configuration: fixed for the life of the process.
   const tenantScoped = client !== undefined && ctx.registry.tenants(target.clientId) !== null;
+  const servedTenants = new Set<string | null>(ctx.registry.tenants(target.clientId) ?? [null]);
   const originsByTenant = new Map<string | null, ReadonlySet<string>>();
+  // CSRF also accepts the origins the app runs on by its configuration (publicPath.configuredAppOrigins).
+  const appOriginsByTenant = new Map<string | null, readonly string[]>();
   if (client) {
     for (const tenant of ctx.registry.tenants(target.clientId) ?? [null]) {
-      originsByTenant.set(tenant, new Set(ctx.registry.variant(target.clientId, tenant)?.allowedOrigins ?? client.allowedOrigins));
+      const variant = ctx.registry.variant(target.clientId, tenant) ?? client;
+      originsByTenant.set(tenant, new Set(variant.allowedOrigins));
+      appOriginsByTenant.set(tenant, configuredAppOrigins(variant));
     }
   }
   const none: ReadonlySet<string> = new Set();
@@ -77,11 +90,16 @@ export function planTarget(ctx: AppContext, target: TargetConfig): TargetPlan {
       xsrfHeader: ctx.cookies.xsrfHeaderName.toLowerCase(),
       extra: Object.entries(target.headers).map(([name, value]) => [name.toLowerCase(), value] as const),
       upstreamHost: new URL(base.origin).host,
+      allowMethodOverride: target.allowMethodOverride,
     },
     responseHeaders: { passSetCookie: target.passSetCookie, isOwnCookie },
     tenantOf(headerValue) {
       return tenantScoped ? resolveTenant(ctx, target.clientId, headerValue) : notScoped;
     },
+    tenantFromSession(resolution) {
+      return tenantScoped && !resolution.ok && resolution.error === 'tenant_required';
+    },
+    servedTenants,
     corsOrigins(tenant) {
       return originsByTenant.get(tenant) ?? none;
     },
@@ -93,7 +111,7 @@ export function planTarget(ctx: AppContext, target: TargetConfig): TargetPlan {
       }
       let set = byOwn.get(ownOrigin);
       if (set) return set;
-      set = new Set([ownOrigin, ...(originsByTenant.get(tenant) ?? none)]);
+      set = new Set([ownOrigin, ...(originsByTenant.get(tenant) ?? none), ...(appOriginsByTenant.get(tenant) ?? [])]);
       // The Host header is the browser's to choose: cache a few, never grow without bound.
       if (byOwn.size < MAX_CACHED_OWN_ORIGINS) byOwn.set(ownOrigin, set);
       return set;
@@ -130,14 +148,34 @@ export function resolveCredential(
 ): Credential | Promise<Credential> {
   const requirement = plan.target.tokenRequirement;
   if (requirement === 'none') return ANONYMOUS;
-  // As for the client's own routes: the reverse proxy names the tenant, and it must be one the client serves.
-  if (!tenant.ok) return { ok: false, status: tenant.status, error: tenant.error, detail: tenant.detail, clearCookie: false };
+  // As for the client's own routes: the tenant the reverse proxy names must be one the client serves. Without
+  // the header, the request acts in the tenant of its session (as ADSP does).
+  const fromSession = plan.tenantFromSession(tenant);
+  if (!tenant.ok && !fromSession) return { ok: false, status: tenant.status, error: tenant.error, detail: tenant.detail, clearCookie: false };
   const required = requirement === 'user';
   if (!cookieValue) return required ? loginRequired(false, 'this API needs a logged-in session') : ANONYMOUS;
-  const expect = { clientId: plan.target.clientId, tenant: tenant.tenant };
+  const wanted = tenant.ok ? tenant.tenant : ANY_TENANT;
+  // Any tenant's session is looked up, so that one of another tenant than the header's is told apart from
+  // none at all: it is refused, but its cookie is not cleared.
+  const expect: SessionExpectation = { clientId: plan.target.clientId, tenant: plan.servedTenants.has(null) ? null : ANY_TENANT };
   const inMemory = ctx.sessions.resolveInMemory(cookieValue, expect);
-  if (inMemory === NOT_IN_MEMORY) return ctx.sessions.resolve(cookieValue, expect).then((session) => withToken(ctx, session, required));
-  return withToken(ctx, inMemory, required);
+  if (inMemory === NOT_IN_MEMORY) return ctx.sessions.resolve(cookieValue, expect).then((session) => inTenant(ctx, plan, session, wanted, required));
+  return inTenant(ctx, plan, inMemory, wanted, required);
+}
+
+/** The credential of a session looked up in any tenant, for a request of tenant `wanted`. */
+function inTenant(
+  ctx: AppContext,
+  plan: TargetPlan,
+  session: ActiveSession | undefined,
+  wanted: string | null | typeof ANY_TENANT,
+  required: boolean,
+): Credential | Promise<Credential> {
+  if (session && !plan.servedTenants.has(session.record.tenant)) return withToken(ctx, undefined, required);
+  if (session && wanted !== ANY_TENANT && session.record.tenant !== wanted) {
+    return required ? loginRequired(false, 'the session is of another tenant; log in to this one') : ANONYMOUS;
+  }
+  return withToken(ctx, session, required);
 }
 
 /** The credential of a resolved (or missing) session: its current access token, refreshed first if due. */

@@ -5,23 +5,26 @@
  * it names in the store and in every instance's cache. 200 on success, 400 `invalid_request` otherwise,
  * always `Cache-Control: no-store`.
  */
+import { hash } from 'node:crypto';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { decodeJwt } from 'jose';
 import type { AppContext } from '../context.ts';
 import type { JwksCache } from '../oidc/jwks.ts';
-import { LOGOUT_TOKEN_MAX_AGE_SEC, LogoutTokenError, validateLogoutToken, type LogoutClaims } from '../oidc/logoutToken.ts';
-import { TtlCache } from '../session/cache.ts';
-import { header } from './requestInfo.ts';
+import { hasCredentials } from '../oidc/registry.ts';
+import { LogoutTokenError, validateLogoutToken, type LogoutClaims } from '../oidc/logoutToken.ts';
+import { header } from '../http/request.ts';
 
 type BackchannelRequest = { Params: { clientId: string }; Body: unknown };
 
 const MAX_LOGOUT_TOKEN_LENGTH = 16 * 1024;
-/** jti values seen, per instance: a replayed logout token is refused for as long as it could be accepted. */
-const REPLAY_WINDOW_MS = (LOGOUT_TOKEN_MAX_AGE_SEC + 120) * 1000;
+
+/** The store key recording a logout token's use: its issuer and jti, hashed (bounded, no separator games). */
+function replayKey(claims: LogoutClaims): string {
+  return hash('sha256', `logout-token\n${claims.iss}\n${claims.jti}`, 'hex');
+}
 
 export async function backchannelRoutes(app: FastifyInstance, opts: { ctx: AppContext; jwks: JwksCache }): Promise<void> {
   const { ctx, jwks } = opts;
-  const seen = new TtlCache<true>(REPLAY_WINDOW_MS, 100_000);
 
   // This scope only: the IdP posts a form; nothing else of the API accepts one.
   app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_request, body, done) => {
@@ -47,20 +50,28 @@ export async function backchannelRoutes(app: FastifyInstance, opts: { ctx: AppCo
       return refuse('the logout token is not a JWT');
     }
     const tenantHeader = header(request, ctx.config.tenantHeader);
-    const candidates = ctx.registry
-      .variants()
-      .filter((v) => v.id === clientId && v.client.issuer === claimedIssuer)
-      .filter((v) => tenantHeader === undefined || v.tenant === null || v.tenant === tenantHeader);
-    if (candidates.length === 0) return refuse('the logout token is not from the issuer of this client');
+    // The issuer as discovery spells it (Auth0's trailing slash), not as configured: that is what `iss` holds.
+    const issuers = new Map<string | null, string>();
+    let discoveryFailure: string | undefined;
+    for (const v of ctx.registry.variants()) {
+      if (v.id !== clientId || (tenantHeader !== undefined && v.tenant !== null && v.tenant !== tenantHeader)) continue;
+      try {
+        issuers.set(v.tenant, await ctx.registry.discoveredIssuer(clientId, v.tenant));
+      } catch (err) {
+        discoveryFailure = `the issuer cannot be reached (${(err as Error).message})`;
+      }
+    }
+    const candidates = ctx.registry.variants().filter((v) => v.id === clientId && issuers.has(v.tenant) && issuers.get(v.tenant) === claimedIssuer);
+    if (candidates.length === 0) return refuse(discoveryFailure ?? 'the logout token is not from the issuer of this client');
 
     let validated: { claims: LogoutClaims; tenant: string | null } | undefined;
     let failure = 'the logout token is invalid';
     for (let candidate of candidates) {
-      if (candidate.client.clientSecret === undefined) {
+      if (!hasCredentials(candidate.client)) {
         // A registered client this instance has not used since another instance registered it: load it.
         await ctx.registry.configuration(clientId, candidate.tenant).catch(() => undefined);
         const client = ctx.registry.variant(clientId, candidate.tenant);
-        if (client?.clientSecret === undefined) {
+        if (client === undefined || !hasCredentials(client)) {
           failure = 'the client is not registered';
           continue;
         }
@@ -72,7 +83,7 @@ export async function backchannelRoutes(app: FastifyInstance, opts: { ctx: AppCo
           failure = 'the issuer publishes no jwks_uri';
           continue;
         }
-        const claims = await validateLogoutToken(token, { issuer: candidate.client.issuer, clientId: candidate.client.clientId, keys: jwks.get(metadata.jwks_uri) });
+        const claims = await validateLogoutToken(token, { issuer: metadata.issuer, clientId: candidate.client.clientId, keys: jwks.get(metadata.jwks_uri) });
         validated = { claims, tenant: candidate.tenant };
         break;
       } catch (err) {
@@ -82,13 +93,19 @@ export async function backchannelRoutes(app: FastifyInstance, opts: { ctx: AppCo
     if (!validated) return refuse(failure);
     const { claims, tenant } = validated;
 
-    const replayKey = claims.jti === undefined ? undefined : `${claims.iss}\n${claims.jti}`;
-    if (replayKey !== undefined && seen.get(replayKey, Date.now())) return refuse('the logout token was already used (jti)');
-
-    const ended = await endSessions(ctx, clientId, tenant, claims);
+    // Recorded in the store, so every instance of a fleet refuses a replay, before anything is done: of two
+    // instances receiving the same token at once, only one acts on it.
+    const key = replayKey(claims);
+    if (!(await ctx.store.recordTokenUse(key, claims.acceptableUntil, Date.now()))) return refuse('the logout token was already used (jti)');
+    let ended: string[];
+    try {
+      ended = await endSessions(ctx, clientId, tenant, claims);
+    } catch (err) {
+      // Not done: an OP retrying after a store failure is not taken for a replay.
+      await ctx.store.forgetTokenUse(key).catch(() => undefined);
+      throw err;
+    }
     await ctx.sessions.destroyMany(ended);
-    // Remembered only once it has worked: an OP retrying after a store failure is not taken for a replay.
-    if (replayKey !== undefined) seen.set(replayKey, true, Date.now());
     ctx.metrics.logouts.inc({ client: clientId, kind: 'backchannel' });
     request.log.info({ clientId, tenant, sub: claims.sub, sid: claims.sid, sessions: ended.length }, 'back-channel logout');
     return reply.code(200).send();

@@ -1,30 +1,9 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { ClientConfig } from '../config/types.ts';
 import type { AppContext } from '../context.ts';
-import { sendProblem } from './problem.ts';
-import { header } from './requestInfo.ts';
-
-export type TenantResolution =
-  | { ok: true; tenant: string | null }
-  | { ok: false; status: 400 | 404; error: 'tenant_required' | 'unknown_tenant'; detail: string };
-
-/**
- * The tenant a request for client `clientId` is made in: null for a client that is not tenant-scoped
- * (the header is then ignored), else the tenant header's value, which must be one the client serves.
- * Shared by every route that acts for a client, so a session made for one tenant is never looked up
- * for another.
- */
-export function resolveTenant(ctx: AppContext, clientId: string, headerValue: string | undefined): TenantResolution {
-  const tenants = ctx.registry.tenants(clientId);
-  if (tenants === null) return { ok: true, tenant: null };
-  if (!headerValue) {
-    return { ok: false, status: 400, error: 'tenant_required', detail: `client "${clientId}" needs the ${ctx.config.tenantHeader} header` };
-  }
-  if (!tenants.includes(headerValue)) {
-    return { ok: false, status: 404, error: 'unknown_tenant', detail: `client "${clientId}" does not serve tenant "${headerValue}"` };
-  }
-  return { ok: true, tenant: headerValue };
-}
+import { sendProblem } from '../http/problem.ts';
+import { header } from '../http/request.ts';
+import { resolveTenant } from '../http/tenant.ts';
 
 /**
  * The configured client named in the URL, with the settings of the tenant named by the tenant header for

@@ -3,11 +3,10 @@
  * IdP's registration token registers the client at its IdP (dynamic client registration) and keeps
  * the credentials, encrypted, in the session store, where every instance (and every restart) finds them.
  */
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { ClientConfig } from '../config/types.ts';
 import type { AppContext } from '../context.ts';
-import { verifyAdminToken } from '../oidc/adminToken.ts';
 import { OidcError } from '../oidc/errors.ts';
 import type { JwksCache } from '../oidc/jwks.ts';
 import { registerClient, registrationMetadata, type Registration } from '../oidc/registration.ts';
@@ -15,9 +14,8 @@ import type { CredentialSource, RegisteredCredentials } from '../oidc/registry.t
 import { DEFAULT_CLIENT_ID } from '../session/cookiePolicy.ts';
 import type { PayloadCipher } from '../session/payloadCipher.ts';
 import type { SessionStore } from '../store/types.ts';
-import { lookupClient } from './clientLookup.ts';
-import { sendProblem } from './problem.ts';
-import { header, requestOrigin } from './requestInfo.ts';
+import { sendProblem } from '../http/problem.ts';
+import { authorizeAdmin } from './adminAuth.ts';
 
 /** Invalidation messages about registrations travel on the session invalidation channel with this prefix. */
 const INVALIDATION_PREFIX = 'th-client-registration:';
@@ -80,42 +78,17 @@ function aad(key: string): string {
   return `client-registration:${key}`;
 }
 
-type RegisterRequest = { Params: { clientId: string }; Body: unknown };
+type ClientRequest = { Params: { clientId: string }; Body: unknown };
 
 export async function clientRoutes(app: FastifyInstance, opts: { ctx: AppContext; jwks: JwksCache; vault: RegistrationVault }): Promise<void> {
   const { ctx, jwks, vault } = opts;
-  const { registry, config } = ctx;
+  const { registry } = ctx;
 
-  app.post<RegisterRequest>('/clients/:clientId', { bodyLimit: 64 * 1024 }, async (request, reply) => {
+  app.post<ClientRequest>('/clients/:clientId', { bodyLimit: 64 * 1024 }, async (request, reply) => {
     reply.header('cache-control', 'no-store');
-    const found = lookupClient(ctx, request, reply, request.params.clientId);
-    if (!found) return reply;
-    const { client, tenant } = found;
-
-    const token = bearerToken(request);
-    if (token === undefined) {
-      return unauthorized(reply, 'invalid_request', 'send the administrator access token as Authorization: Bearer <token>');
-    }
-    let metadata;
-    try {
-      metadata = await registry.serverMetadata(client.id, tenant);
-    } catch (err) {
-      request.log.warn({ clientId: client.id, tenant, reason: (err as Error).message }, 'issuer discovery failed at registration');
-      return sendProblem(reply, 503, 'idp_unavailable', 'the identity provider cannot be reached; try again shortly');
-    }
-    if (metadata.jwks_uri === undefined) {
-      return sendProblem(reply, 502, 'idp_misconfigured', 'the issuer publishes no jwks_uri, so the bearer token cannot be checked');
-    }
-    const check = await verifyAdminToken(token, { issuer: client.issuer, keys: jwks.get(metadata.jwks_uri), policy: client.admin });
-    if (!check.ok) {
-      request.log.warn({ clientId: client.id, tenant, error: check.error, detail: check.detail }, 'client registration refused');
-      if (check.status === 401) return unauthorized(reply, 'invalid_token', check.detail);
-      if (check.status === 403) {
-        reply.header('www-authenticate', 'Bearer error="insufficient_scope"');
-        return sendProblem(reply, 403, check.error, check.detail);
-      }
-      return sendProblem(reply, check.status, check.error, check.detail);
-    }
+    const admin = await authorizeAdmin(ctx, jwks, request, reply, request.params.clientId, 'client registration');
+    if (!admin) return reply;
+    const { client, tenant, claims } = admin;
     if (client.registered !== true) {
       return sendProblem(reply, 409, 'not_registrable', `client "${client.id}" has a configured secret; mark it registered: true in the config file to register it at run time`);
     }
@@ -124,7 +97,19 @@ export async function clientRoutes(app: FastifyInstance, opts: { ctx: AppContext
       return sendProblem(reply, 400, 'invalid_request', 'the body must be JSON with a registrationToken string (the initial access token from the identity provider)');
     }
 
-    const origin = requestOrigin(request, config);
+    // Every URI the IdP will send users and logout tokens to comes from configuration: a Host header is
+    // the caller's to choose, and would register the attacker's site as the client's callback.
+    const origin = configuredOrigin(ctx, client);
+    if (origin === undefined) {
+      request.log.warn({ clientId: client.id, tenant }, 'client registration refused: neither --public_url nor the client callback URL is set');
+      return sendProblem(reply, 409, 'public_url_required', `set --public_url (or authCallbackUrl of client "${client.id}") so the URIs registered at the identity provider do not come from the request`);
+    }
+    let metadata;
+    try {
+      metadata = await registry.serverMetadata(client.id, tenant);
+    } catch {
+      return sendProblem(reply, 503, 'idp_unavailable', 'the identity provider cannot be reached; try again shortly');
+    }
     const clientMetadata = registrationMetadata({
       clientName: `token-handler ${client.id}${tenant === null ? '' : ` (${tenant})`}`,
       redirectUris: redirectUris(ctx, client, origin),
@@ -132,6 +117,8 @@ export async function clientRoutes(app: FastifyInstance, opts: { ctx: AppContext
       backchannelLogoutUri: backchannelLogoutUri(ctx, client, origin),
       authMethodsSupported: metadata.token_endpoint_auth_methods_supported,
     });
+    // The registration this one replaces, to delete at the IdP once the new one is in place.
+    const previous = await vault.load(client.id, tenant);
     let registration: Registration;
     try {
       registration = await registerClient(client.issuer, clientMetadata, registrationToken.trim(), registry.requestOptions);
@@ -146,12 +133,79 @@ export async function clientRoutes(app: FastifyInstance, opts: { ctx: AppContext
     }
     await vault.save(client.id, tenant, registration);
     registry.setCredentials(client.id, registration.clientId, registration.clientSecret, tenant);
-    request.log.info({ clientId: client.id, tenant, registeredClientId: registration.clientId, by: check.claims.sub }, 'client registered');
+    request.log.info({ clientId: client.id, tenant, registeredClientId: registration.clientId, by: claims.sub }, 'client registered');
+    if (previous !== undefined && previous.clientId !== registration.clientId) {
+      await deleteRegistration(previous, registry.timeoutMs, ctx.config.oidc.allowInsecureIssuer, request.log, { clientId: client.id, tenant });
+    }
     return reply.send({ registered: true, clientId: registration.clientId });
+  });
+
+  // ADSP's GET /clients/{id}: the client as an administrator sees it (never its secret).
+  app.get<ClientRequest>('/clients/:clientId', async (request, reply) => {
+    reply.header('cache-control', 'no-store');
+    const admin = await authorizeAdmin(ctx, jwks, request, reply, request.params.clientId, 'client lookup');
+    if (!admin) return reply;
+    const { client, tenant } = admin;
+    let clientId: string | null = client.clientId === '' ? null : client.clientId;
+    if (client.registered === true) clientId = (await vault.load(client.id, tenant))?.clientId ?? null;
+    const origin = configuredOrigin(ctx, client);
+    return reply.send({
+      id: client.id,
+      authCallbackUrl: client.redirectUrl ?? (origin === undefined ? null : redirectUris(ctx, client, origin)[0]),
+      successRedirectUrl: client.postLoginRedirectUrl,
+      failureRedirectUrl: client.failureRedirectUrl ?? '/',
+      clientId,
+      ...(tenant !== null && { tenant }),
+    });
   });
 }
 
-/** The callback URLs the IdP must accept for this client: configured, else ours from the request origin. */
+/**
+ * Deletes a replaced registration at the IdP (RFC 7592: DELETE its registration_client_uri with its
+ * registration access token), as ADSP does. A failure is logged, not fatal: the new registration is in place.
+ */
+async function deleteRegistration(
+  previous: Partial<Registration>,
+  timeoutMs: number,
+  allowHttp: boolean,
+  log: Pick<Logger, 'info' | 'warn'>,
+  about: { clientId: string; tenant: string | null },
+): Promise<void> {
+  const uri = previous.registrationClientUri;
+  const token = previous.registrationAccessToken;
+  const facts = { ...about, previousClientId: previous.clientId };
+  if (uri === undefined || token === undefined) {
+    log.warn(facts, 'the replaced registration cannot be deleted at the identity provider (it returned no registration_client_uri)');
+    return;
+  }
+  let url: URL;
+  try {
+    url = new URL(uri);
+  } catch {
+    log.warn(facts, 'the replaced registration was not deleted: its registration_client_uri is not a URL');
+    return;
+  }
+  if (url.protocol !== 'https:' && !(allowHttp && url.protocol === 'http:')) {
+    log.warn(facts, 'the replaced registration was not deleted: its registration_client_uri is not https');
+    return;
+  }
+  try {
+    const res = await fetch(url, { method: 'DELETE', headers: { authorization: `Bearer ${token}` }, redirect: 'manual', signal: AbortSignal.timeout(timeoutMs) });
+    await res.body?.cancel();
+    if (res.ok) log.info({ ...facts, status: res.status }, 'deleted the replaced registration at the identity provider');
+    else log.warn({ ...facts, status: res.status }, 'the identity provider refused to delete the replaced registration');
+  } catch (err) {
+    log.warn({ ...facts, reason: (err as Error).message }, 'the replaced registration could not be deleted at the identity provider');
+  }
+}
+
+/** Our public origin by configuration: --public_url, else the origin of the client's callback URL. */
+export function configuredOrigin(ctx: AppContext, client: ClientConfig): string | undefined {
+  if (ctx.config.publicUrl) return new URL(ctx.config.publicUrl).origin;
+  return client.redirectUrl ? new URL(client.redirectUrl).origin : undefined;
+}
+
+/** The callback URLs the IdP must accept for this client: configured, else ours on the configured origin. */
 function redirectUris(ctx: AppContext, client: ClientConfig, origin: string): string[] {
   if (client.redirectUrl) return [client.redirectUrl];
   const uris = [`${origin}${ctx.config.basePath}/clients/${client.id}/callback`];
@@ -160,19 +214,7 @@ function redirectUris(ctx: AppContext, client: ClientConfig, origin: string): st
   return uris;
 }
 
-/** Our back-channel logout URL on the public origin (the callback URL's origin when it is configured). */
-export function backchannelLogoutUri(ctx: AppContext, client: ClientConfig, requestOriginValue: string): string {
-  const origin = ctx.config.publicUrl ? new URL(ctx.config.publicUrl).origin : client.redirectUrl ? new URL(client.redirectUrl).origin : requestOriginValue;
+/** Our back-channel logout URL on the configured public origin. */
+export function backchannelLogoutUri(ctx: AppContext, client: ClientConfig, origin: string): string {
   return `${origin}${ctx.config.basePath}/clients/${client.id}/backchannel-logout`;
-}
-
-function bearerToken(request: FastifyRequest): string | undefined {
-  const value = header(request, 'authorization');
-  const match = value === undefined ? null : /^Bearer[ ]+([A-Za-z0-9\-._~+/]+=*)$/i.exec(value.trim());
-  return match?.[1];
-}
-
-function unauthorized(reply: FastifyReply, error: 'invalid_request' | 'invalid_token', detail: string): FastifyReply {
-  reply.header('www-authenticate', error === 'invalid_token' ? `Bearer error="invalid_token"` : 'Bearer');
-  return sendProblem(reply, 401, error, detail);
 }

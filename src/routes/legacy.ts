@@ -1,26 +1,33 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Config } from '../config/types.ts';
 import type { AppContext } from '../context.ts';
 import { OidcError } from '../oidc/errors.ts';
 import { fetchUserInfo } from '../oidc/flows.ts';
 import { DEFAULT_CLIENT_ID } from '../session/cookiePolicy.ts';
 import { RefreshUnavailableError, SessionEndedError } from '../session/errors.ts';
 import { createAuthHandlers } from './auth.ts';
-import { sendProblem } from './problem.ts';
-import { isHttps } from './requestInfo.ts';
+import { goErrorShape } from '../http/goError.ts';
+import { sendProblem } from '../http/problem.ts';
+import { isHttps } from '../http/request.ts';
 
 const LEGACY_CALLBACK = '/callback';
 
 /**
  * go-token-handler's routes for the flag-configured (`default`) client, so its users switch binaries
- * without touching their frontend or reverse proxy: GET /login, /callback, /logout, /userinfo.
+ * without touching their frontend or reverse proxy: GET /login, /callback, /logout, /userinfo. Their
+ * errors come in Go's JSON shape (http/goError.ts), with our status codes.
  */
 export async function legacyRoutes(app: FastifyInstance, opts: { ctx: AppContext }): Promise<void> {
   const { ctx } = opts;
   if (!ctx.registry.client(DEFAULT_CLIENT_ID)) return;
   const handlers = createAuthHandlers(ctx);
+  // A frontend written for go-token-handler reads its error shape ({code, status, message, timestamp}).
+  app.addHook('onSend', goErrorShape);
   app.get('/login', (req, reply) => handlers.login(req, reply, DEFAULT_CLIENT_ID, LEGACY_CALLBACK));
   app.get(LEGACY_CALLBACK, (req, reply) => handlers.callback(req, reply, DEFAULT_CLIENT_ID));
   app.get('/logout', (req, reply) => handlers.logout(req, reply, DEFAULT_CLIENT_ID, 'get'));
+  // The confirmation page a GET /logout from another site gets posts back to the URL the browser used.
+  app.post('/logout', (req, reply) => handlers.logout(req, reply, DEFAULT_CLIENT_ID, 'post'));
   app.get('/userinfo', (req, reply) => userinfo(ctx, req, reply));
 }
 
@@ -30,14 +37,21 @@ export async function legacyRoutes(app: FastifyInstance, opts: { ctx: AppContext
  */
 export async function redirectUrlRoute(app: FastifyInstance, opts: { ctx: AppContext }): Promise<void> {
   const { ctx } = opts;
-  const client = ctx.registry.client(DEFAULT_CLIENT_ID);
-  if (!client?.redirectUrl) return;
-  const path = new URL(client.redirectUrl).pathname;
-  const taken = new Set([`${ctx.config.basePath}/clients/${DEFAULT_CLIENT_ID}/callback`]);
-  if (ctx.config.legacyRoutes) taken.add(LEGACY_CALLBACK);
-  if (taken.has(path)) return;
+  const path = redirectUrlPath(ctx.config);
+  if (path === undefined) return;
   const handlers = createAuthHandlers(ctx);
+  app.addHook('onSend', goErrorShape);
   app.get(path, (req, reply) => handlers.callback(req, reply, DEFAULT_CLIENT_ID));
+}
+
+/** The path of --oidc_redirect_url when it needs a callback route of its own (see redirectUrlRoute). */
+export function redirectUrlPath(config: Config): string | undefined {
+  const client = config.clients.find((c) => c.id === DEFAULT_CLIENT_ID);
+  if (!client?.redirectUrl) return undefined;
+  const path = new URL(client.redirectUrl).pathname;
+  const taken = new Set([`${config.basePath}/clients/${DEFAULT_CLIENT_ID}/callback`]);
+  if (config.legacyRoutes) taken.add(LEGACY_CALLBACK);
+  return taken.has(path) ? undefined : path;
 }
 
 /** The IdP's userinfo for the current session, fetched server-side with the session's access token. */

@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { readFileSync } from 'node:fs';
 import type { Config } from '../config/types.ts';
+import { redirectUrlPath } from './legacy.ts';
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 type Doc = { [key: string]: Json };
@@ -8,6 +9,11 @@ type Doc = { [key: string]: Json };
 const problem = (description: string): Doc => ({
   description,
   content: { 'application/problem+json': { schema: { $ref: '#/components/schemas/Problem' } } },
+});
+/** go-token-handler's error shape: its routes and its `proxies:` targets answer errors so. */
+const goError = (description: string): Doc => ({
+  description,
+  content: { 'application/json': { schema: { $ref: '#/components/schemas/GoError' } } },
 });
 const redirect = (description: string): Doc => ({
   description,
@@ -47,6 +53,7 @@ export function openApiDocument(config: Config, version: string): Doc {
         '400': problem('`invalid_return_to`, `host_mismatch`, missing tenant header.'),
         '404': problem('Unknown client.'),
         '429': problem('Too many logins from this address.'),
+        '502': problem('`idp_error`: the identity provider refused the pushed authorization request (PAR).'),
         '503': problem('`idp_unavailable`: the identity provider cannot be reached.'),
       },
     },
@@ -65,8 +72,9 @@ export function openApiDocument(config: Config, version: string): Doc {
         { name: 'error_description', in: 'query', schema: { type: 'string' } },
       ],
       responses: {
-        '302': redirect('To the return_to URL (or the failure redirect URL with `?error=`).'),
-        '400': problem('`invalid_state`, `invalid_grant`, `invalid_response` (a response or ID token that failed validation), or the identity provider error code (`access_denied`, ...).'),
+        '302': redirect('To the return_to URL; or the failure redirect URL with `?error=`; a user who cancelled at the IdP (`access_denied`) always goes there, by default `/`.'),
+        '400': problem('`invalid_state`, `invalid_grant`, `invalid_response` (a response or ID token that failed validation), or the identity provider error code (`temporarily_unavailable`, ...).'),
+        '403': problem('`tenant_not_allowed`: a multi-tenant (Entra ID `/common`) issuer authenticated a user of a directory not in the client\'s `allowedTids`.'),
         '429': problem('Too many login callbacks from this address.'),
         '502': problem('`idp_unavailable`: the identity provider could not be reached, answered too slowly or with a server error during the code exchange.'),
         '503': problem('`idp_unavailable` or `store_unavailable`.'),
@@ -77,11 +85,15 @@ export function openApiDocument(config: Config, version: string): Doc {
     get: {
       tags: tags.auth,
       operationId: 'logoutByLink',
-      summary: 'Log out with a link: needs the `sid` guard from the `logoutUrl` of /sessions (or a same-origin navigation).',
+      summary:
+        'Log out with a link or a navigation the user made (typed, bookmarked, a link on this origin or an allowed origin), or with the `sid` guard from the `logoutUrl` of /sessions. From another site: a confirmation page.',
       parameters: [clientIdParam, { name: 'sid', in: 'query', schema: { type: 'string' } }],
       responses: {
+        '200': {
+          description: "An HTML page: the confirmation page (from another site; its button POSTs the logout), or, with `endSessionMethod: post`, the auto-submitted form POST to the identity provider's end-session endpoint.",
+          content: { 'text/html': { schema: { type: 'string' } } },
+        },
         '302': redirect("To the identity provider's end-session endpoint, or the post-logout URL."),
-        '403': problem('`csrf_failed`: no valid `sid` guard.'),
       },
     },
     post: {
@@ -95,12 +107,24 @@ export function openApiDocument(config: Config, version: string): Doc {
           description: 'With `Accept: application/json`: where to send the browser to end the IdP session.',
           content: {
             'application/json': {
-              schema: { type: 'object', required: ['loggedOut', 'redirectTo'], properties: { loggedOut: { const: true }, redirectTo: { type: 'string' } } },
+              schema: { type: 'object', required: ['loggedOut', 'redirectTo'], properties: { loggedOut: { const: true }, redirectTo: { type: 'string', description: 'Where the browser goes next: this client\'s end-session route as the browser reaches it through the reverse proxy, or the post-logout URL.' } } },
             },
           },
         },
-        '303': redirect("To the identity provider's end-session endpoint, or the post-logout URL."),
-        '403': problem('`csrf_failed`: missing or wrong XSRF header, or a foreign Origin.'),
+        '303': redirect("To the identity provider's end-session endpoint, or the post-logout URL (with `endSessionMethod: post`, a 200 HTML page posting to that endpoint instead)."),
+        '403': problem('`csrf_failed`: missing or wrong XSRF header (or, from the confirmation page, `sid` guard), or a foreign Origin.'),
+      },
+    },
+  };
+  paths[`${base}/clients/{clientId}/end-session`] = {
+    get: {
+      tags: tags.auth,
+      operationId: 'endSession',
+      summary: "Where a JSON logout's `redirectTo` points: continues to the identity provider's end-session endpoint from a sealed one-minute cookie, so the ID token hint never reaches script.",
+      parameters: [clientIdParam],
+      responses: {
+        '302': redirect("To the identity provider's end-session endpoint, or (without the cookie) the post-logout URL."),
+        '404': problem('`unknown_client`.'),
       },
     },
   };
@@ -108,13 +132,17 @@ export function openApiDocument(config: Config, version: string): Doc {
     get: {
       tags: tags.sessions,
       operationId: 'sessions',
-      summary: 'The sessions of this browser (an empty array when logged out). Never a token.',
-      security: [{}, { sessionCookie: [] }],
+      summary:
+        "The sessions of this browser (an empty array when logged out). With an admin bearer token (ADSP): the live sessions of the administrator's tenant at the token's issuer (at most 1000, oldest first). Never a token.",
+      security: [{}, { sessionCookie: [] }, { adminBearer: [] }],
       responses: {
         '200': {
-          description: 'One entry per client the browser is logged in to.',
-          content: { 'application/json': { schema: { type: 'array', items: { $ref: '#/components/schemas/Session' } } } },
+          description: 'One entry per client the browser is logged in to; for an admin bearer token, one `AdminSession` per session of the tenant.',
+          content: { 'application/json': { schema: { type: 'array', items: { oneOf: [{ $ref: '#/components/schemas/Session' }, { $ref: '#/components/schemas/AdminSession' }] } } } },
         },
+        '400': problem('`tenant_required`: several tenants log in at the admin token\'s issuer.'),
+        '401': problem('A refused admin bearer token.'),
+        '403': problem('The admin bearer token lacks the admin role.'),
         '503': problem('`store_unavailable`.'),
       },
     },
@@ -157,12 +185,44 @@ export function openApiDocument(config: Config, version: string): Doc {
         content: { 'application/json': { schema: { type: 'object', required: ['registrationToken'], properties: { registrationToken: { type: 'string', description: "The IdP's initial access token." } } } } },
       },
       responses: {
-        '200': { description: 'Registered.', content: { 'application/json': { schema: { type: 'object', properties: { registered: { const: true }, clientId: { type: 'string' } } } } } },
-        '400': problem('Malformed body.'),
-        '401': problem('Missing, invalid or expired bearer token.'),
+        '200': { description: 'Registered. A registration it replaces is deleted at the IdP (RFC 7592).', content: { 'application/json': { schema: { type: 'object', properties: { registered: { const: true }, clientId: { type: 'string' } } } } } },
+        '400': problem('Malformed body; `tenant_required`: a tenant-scoped client without the tenant header, whose tenant the token\'s issuer does not name.'),
+        '401': problem('Missing, invalid or expired bearer token; not an access token for the token handler (an ID token, another audience, a token of one of our clients).'),
         '403': problem('The bearer token lacks the admin role.'),
-        '409': problem('The client has a configured secret.'),
+        '409': problem('`not_registrable`: the client has a configured secret; `public_url_required`: neither --public_url nor the client callback URL is set.'),
         '502': problem("The IdP refused the registration (its `error` is passed on)."),
+      },
+    },
+    get: {
+      tags: tags.auth,
+      operationId: 'getClient',
+      summary: "ADSP's client view for an administrator (never a secret). Without the tenant header, a tenant-scoped client's tenant is the one whose issuer signed the token.",
+      security: [{ adminBearer: [] }],
+      parameters: [clientIdParam],
+      responses: {
+        '200': {
+          description: 'The client.',
+          content: {
+            'application/json': {
+              schema: {
+                type: 'object',
+                required: ['id', 'authCallbackUrl', 'successRedirectUrl', 'failureRedirectUrl', 'clientId'],
+                properties: {
+                  id: { type: 'string' },
+                  authCallbackUrl: { type: ['string', 'null'], description: 'The callback URL registered at the IdP; null without --public_url or authCallbackUrl.' },
+                  successRedirectUrl: { type: 'string' },
+                  failureRedirectUrl: { type: 'string' },
+                  clientId: { type: ['string', 'null'], description: 'The client_id at the IdP; null for a `registered: true` client not registered yet.' },
+                  tenant: { type: 'string', description: 'The tenant, for a tenant-scoped client.' },
+                },
+              },
+            },
+          },
+        },
+        '400': problem('`tenant_required`.'),
+        '401': problem('Missing or refused bearer token.'),
+        '403': problem('The bearer token lacks the admin role.'),
+        '404': problem('`unknown_client`, `unknown_tenant`.'),
       },
     },
   };
@@ -183,42 +243,79 @@ export function openApiDocument(config: Config, version: string): Doc {
     },
   };
 
-  const targetOperation = (summary: string): Doc => ({
-    tags: tags.targets,
-    summary,
-    security: [{ sessionCookie: [] }, {}],
-    parameters: [{ name: 'path', in: 'path', required: true, description: 'The rest of the path, appended below the target URL.', schema: { type: 'string' } }],
-    responses: {
-      default: { description: "The upstream's response, streamed (hop-by-hop headers and, unless allowed, Set-Cookie removed)." },
-      '401': problem('`login_required`: the target needs a user session and there is none (or it ended).'),
-      '403': problem('`csrf_failed`: a state-changing request without the XSRF header.'),
-      '502': problem('The upstream could not be reached or failed.'),
-      '504': problem('The upstream did not answer in time.'),
-    },
-  });
-  const proxied = (summary: string): Doc => {
+  const pathParam: Doc = { name: 'path', in: 'path', required: true, description: 'The rest of the path, appended below the target URL.', schema: { type: 'string' } };
+  const targetOperation = (summary: string, withPath: boolean, go = false): Doc => {
+    const error = go ? goError : problem;
+    return {
+      tags: tags.targets,
+      summary,
+      security: [{ sessionCookie: [] }, {}],
+      parameters: withPath ? [pathParam] : [],
+      responses: {
+        default: { description: "The upstream's response, streamed (hop-by-hop headers and, unless allowed, Set-Cookie removed)." },
+        '401': error('`login_required`: the target needs a user session and there is none (or it ended).'),
+        '403': error('`csrf_failed`: a state-changing request that fails the target\'s CSRF check (mode `token`: no XSRF header; mode `origin`: another site), or a cross-site GET/HEAD the target does not allow.'),
+        '405': error('`method_not_allowed`: a method the target does not allow.'),
+        '502': error('The upstream could not be reached or failed.'),
+        '504': error('The upstream did not answer in time.'),
+      },
+    };
+  };
+  // Every method is routed to the proxy, which answers 405 for one the target does not allow.
+  const proxied = (summary: string, withPath: boolean, go = false): Doc => {
     const op: Doc = {};
-    for (const method of ['get', 'post', 'put', 'patch', 'delete', 'options', 'head']) op[method] = targetOperation(summary);
+    for (const method of ['get', 'post', 'put', 'patch', 'delete', 'options', 'head']) op[method] = targetOperation(summary, withPath, go);
     return op;
   };
-  paths[`${base}/targets/{targetId}/{path}`] = {
-    parameters: [{ name: 'targetId', in: 'path', required: true, schema: { type: 'string' } }],
-    ...proxied('Proxy to a configured upstream API, with the session\'s access token as `Authorization: Bearer`.'),
+  const subtreeRedirect = (target: string): Doc => {
+    const op: Doc = {};
+    const moved: Doc = { tags: tags.targets, summary: `The bare path of target \`${target}\` (a go-token-handler \`endpoint\` with a trailing slash).`, responses: { '301': redirect('To the same path with a trailing slash (query kept), as Go ServeMux answered.') } };
+    for (const method of ['get', 'post', 'put', 'patch', 'delete', 'options', 'head']) op[method] = moved;
+    return op;
   };
+  const targetIdParam: Doc = { name: 'targetId', in: 'path', required: true, schema: { type: 'string' } };
+  const generic = "Proxy to a configured upstream API, with the session's access token as `Authorization: Bearer`.";
+  paths[`${base}/targets/{targetId}`] = { parameters: [targetIdParam], ...proxied(`${generic} The target URL itself.`, false) };
+  paths[`${base}/targets/{targetId}/{path}`] = { parameters: [targetIdParam], ...proxied(generic, true) };
   for (const target of config.targets) {
     if (target.mountPath === `${base}/targets/${target.id}`) continue;
-    paths[`${target.mountPath}/{path}`] = proxied(`Proxy to target \`${target.id}\`.`);
+    paths[target.mountPath] = target.redirectBareMount
+      ? subtreeRedirect(target.id)
+      : proxied(`Proxy to target \`${target.id}\`: the target URL itself.`, false, target.goErrors);
+    paths[`${target.mountPath}/{path}`] = proxied(`Proxy to target \`${target.id}\`.`, true, target.goErrors);
   }
 
   if (config.legacyRoutes) {
     const legacy = (summary: string, responses: Doc): Doc => ({ get: { tags: tags.auth, summary, deprecated: true, responses } });
     paths['/login'] = legacy('go-token-handler compatible login of the `default` client.', { '302': redirect('To the identity provider.') });
     paths['/callback'] = legacy('go-token-handler compatible callback.', { '302': redirect('To the post-login URL.') });
-    paths['/logout'] = legacy('go-token-handler compatible logout.', { '302': redirect('To the end-session endpoint or post-logout URL.') });
-    paths['/userinfo'] = legacy("The identity provider's userinfo for the session.", {
-      '200': { description: 'Userinfo claims.', content: { 'application/json': { schema: { type: 'object' } } } },
-      '401': problem('`login_required`.'),
+    paths['/logout'] = legacy('go-token-handler compatible logout (as GET /clients/default/logout).', {
+      '200': { description: 'The confirmation page (from another site) or the end-session form POST.', content: { 'text/html': { schema: { type: 'string' } } } },
+      '302': redirect('To the end-session endpoint or post-logout URL.'),
     });
+    paths['/logout'].post = {
+      tags: tags.auth,
+      summary: "The confirmation page's button (as POST /clients/default/logout: the `sid` guard or the XSRF header).",
+      deprecated: true,
+      responses: { '302': redirect('To the end-session endpoint or post-logout URL.'), '403': { description: 'CSRF check failed.' } },
+    };
+    paths['/userinfo'] = legacy("The identity provider's userinfo for the session. Errors of these routes come in go-token-handler's shape.", {
+      '200': { description: 'Userinfo claims.', content: { 'application/json': { schema: { type: 'object' } } } },
+      '401': goError('`login_required`.'),
+    });
+  }
+
+  // --oidc_redirect_url at a path of its own (an IdP registration made for go-token-handler): the callback there too.
+  const redirectPath = redirectUrlPath(config);
+  if (redirectPath !== undefined) {
+    paths[redirectPath] = {
+      get: {
+        tags: tags.auth,
+        operationId: 'callbackAtRedirectUrl',
+        summary: 'The callback of the `default` client at the path of `--oidc_redirect_url`.',
+        responses: { '302': redirect('To the return_to URL (or the failure redirect URL with `?error=`).'), '400': goError('As the callback, in go-token-handler\'s shape.') },
+      },
+    };
   }
 
   const alive: Doc = {
@@ -232,10 +329,10 @@ export function openApiDocument(config: Config, version: string): Doc {
     get: {
       tags: tags.ops,
       operationId: 'readyz',
-      summary: 'Readiness: the session store answers and every issuer is reachable.',
+      summary: 'Readiness: the session store answers (an unreachable issuer is reported as degraded, or fails with --readyz_strict).',
       responses: {
-        '200': { description: 'Ready.', content: { 'application/json': { schema: { $ref: '#/components/schemas/Readiness' } } } },
-        '503': { description: 'A check failed (or the service is shutting down).', content: { 'application/json': { schema: { $ref: '#/components/schemas/Readiness' } } } },
+        '200': { description: 'Ready (`ok`), or ready with an issuer unreachable (`degraded`).', content: { 'application/json': { schema: { $ref: '#/components/schemas/Readiness' } } } },
+        '503': { description: 'The store does not answer, with --readyz_strict an issuer does not either (or the service is shutting down).', content: { 'application/json': { schema: { $ref: '#/components/schemas/Readiness' } } } },
       },
     },
   };
@@ -279,7 +376,7 @@ export function openApiDocument(config: Config, version: string): Doc {
           name: cookieName,
           description: 'HttpOnly session cookie (`__Host-` prefixed when Secure and host-only; `-{clientId}` suffixed for clients other than `default`).',
         },
-        adminBearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT', description: "An access token of the client's issuer carrying the admin role." },
+        adminBearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT', description: "An access token of the client's issuer for the token handler (`aud`, default `urn:ads:platform:token-handler`) carrying the admin role; never an ID token." },
         xsrfHeader: {
           type: 'apiKey',
           in: 'header',
@@ -300,6 +397,18 @@ export function openApiDocument(config: Config, version: string): Doc {
             detail: { type: 'string' },
           },
         },
+        GoError: {
+          type: 'object',
+          description: "go-token-handler's error body, answered by its routes (/login, /callback, /logout, /userinfo) and its `proxies:` targets; `error` is token-handler's stable code.",
+          required: ['code', 'status', 'timestamp'],
+          properties: {
+            code: { type: 'integer' },
+            status: { type: 'string', examples: ['Unauthorized'] },
+            message: { type: 'string' },
+            timestamp: { type: 'string', format: 'date-time' },
+            error: { type: 'string', examples: ['login_required', 'csrf_failed'] },
+          },
+        },
         Session: {
           type: 'object',
           required: ['authenticated', 'clientId', 'sub', 'expiresAt', 'expiresIn', 'logoutUrl'],
@@ -316,14 +425,38 @@ export function openApiDocument(config: Config, version: string): Doc {
             expiresAt: { type: 'string', format: 'date-time' },
             idleExpiresAt: { type: 'string', format: 'date-time' },
             expiresIn: { type: 'integer', description: 'Seconds until the session ends.' },
-            logoutUrl: { type: 'string', description: 'GET logout URL carrying the CSRF guard.' },
+            logoutUrl: { type: 'string', description: 'GET logout URL carrying the CSRF guard, as the browser reaches it through the reverse proxy (X-Forwarded-Prefix, else the client redirect URL path).' },
+            handle: { type: 'string', description: 'Opaque name of the session for DELETE /sessions/{handle}.' },
+            tenantId: { type: ['string', 'null'], description: 'ADSP: the tenant (as `tenant`).' },
+            id: { type: 'string', description: 'ADSP: the user id (as `sub`).' },
+            expiry: { type: 'string', format: 'date-time', description: 'ADSP: when the session ends (the earlier of absolute and idle end).' },
+            authenticatedBy: { type: 'string', description: 'ADSP: the client that logged the user in (as `clientId`).' },
+          },
+        },
+        AdminSession: {
+          type: 'object',
+          description: "A session as an administrator sees it (GET /sessions with an admin bearer token): ADSP's fields and ours.",
+          required: ['tenantId', 'id', 'roles', 'expiry', 'authenticatedBy', 'clientId', 'sub'],
+          properties: {
+            tenantId: { type: ['string', 'null'] },
+            id: { type: 'string' },
+            name: { type: ['string', 'null'] },
+            email: { type: ['string', 'null'] },
+            roles: { type: 'array', items: { type: 'string' } },
+            expiry: { type: 'string', format: 'date-time' },
+            authenticatedBy: { type: 'string' },
+            clientId: { type: 'string' },
+            tenant: { type: ['string', 'null'] },
+            sub: { type: 'string' },
+            createdAt: { type: 'string', format: 'date-time' },
+            lastUsedAt: { type: 'string', format: 'date-time' },
           },
         },
         Readiness: {
           type: 'object',
           required: ['status', 'checks'],
           properties: {
-            status: { enum: ['ok', 'fail'] },
+            status: { enum: ['ok', 'degraded', 'fail'] },
             checks: {
               type: 'object',
               properties: {
@@ -363,7 +496,12 @@ function packageVersion(): string {
 }
 
 /** Serves the document at `${prefix}/openapi.json` (registered under the base path). */
-export async function openApiRoute(app: FastifyInstance, opts: { config: Config }): Promise<void> {
-  const body = JSON.stringify(openApiDocument(opts.config, packageVersion()));
-  app.get('/openapi.json', async (_request, reply) => reply.header('content-type', 'application/json; charset=utf-8').header('cache-control', 'no-cache').send(body));
+export async function openApiRoute(app: FastifyInstance, opts: { config: Config; current?: () => Config }): Promise<void> {
+  // Built again when a configuration reload (src/ops/reload.ts) changed the targets it lists.
+  let built: { config: Config; body: string } | undefined;
+  app.get('/openapi.json', async (_request, reply) => {
+    const config = opts.current?.() ?? opts.config;
+    if (built?.config !== config) built = { config, body: JSON.stringify(openApiDocument(config, packageVersion())) };
+    return reply.header('content-type', 'application/json; charset=utf-8').header('cache-control', 'no-cache').send(built.body);
+  });
 }

@@ -13,8 +13,9 @@ import { checkCsrf } from '../security/csrf.ts';
 import { deriveKey } from '../session/keys.ts';
 import type { ActiveSession } from '../session/model.ts';
 import type { SessionRecord } from '../store/types.ts';
-import { sendProblem } from './problem.ts';
-import { header, isHttps, requestOrigin } from './requestInfo.ts';
+import { sendProblem } from '../http/problem.ts';
+import { header, isHttps } from '../http/request.ts';
+import { configuredAppOrigins } from '../http/publicPath.ts';
 
 const HANDLE_LENGTH = 32;
 export const HANDLE_PATTERN = /^[A-Za-z0-9_-]{32}$/;
@@ -111,8 +112,8 @@ export async function revokeSession(ctx: AppContext, request: FastifyRequest, re
  * the header, and an Origin that is ours or one a configured client allows. Replies 403 when it fails.
  */
 export function sessionCsrfOk(ctx: AppContext, request: FastifyRequest, reply: FastifyReply): boolean {
-  const origins = new Set<string>([requestOrigin(request, ctx.config)]);
-  for (const client of ctx.registry.clients()) for (const origin of client.allowedOrigins) origins.add(origin);
+  const origins = new Set<string>([ctx.origins.originOf(request)]);
+  for (const { client } of ctx.registry.variants()) for (const origin of [...client.allowedOrigins, ...configuredAppOrigins(client)]) origins.add(origin);
   const csrf = checkCsrf({
     method: request.method,
     origin: header(request, 'origin'),

@@ -1,4 +1,5 @@
 import { timingSafeEqual } from 'node:crypto';
+import type { TargetCsrfPolicy } from '../config/types.ts';
 
 /**
  * Methods a browser may send cross-site without consequence (RFC 9110 §9.2.1 safe methods that we route).
@@ -48,4 +49,70 @@ export function checkCsrf(input: CsrfInput): CsrfResult {
   const b = Buffer.from(input.cookieToken);
   if (a.length !== b.length || !timingSafeEqual(a, b)) return { ok: false, reason: 'XSRF token header does not match the cookie' };
   return { ok: true };
+}
+
+/** What checkTargetCsrf needs to know of a request: the method the upstream acts on and a few headers. */
+export interface TargetCsrfInput {
+  /** The method the upstream will act on (a method-override header's, when the target allows those). */
+  method: string;
+  origin: string | undefined;
+  secFetchSite: string | undefined;
+  headerToken: string | undefined;
+  cookieToken: string | undefined;
+  /** Our own origin as the browser sees it, and the client's allowed origins. */
+  allowedOrigins: ReadonlySet<string>;
+  policy: TargetCsrfPolicy;
+}
+
+/**
+ * The CSRF decision for a request to a target (the proxy, and anything else that forwards with the user's
+ * token, such as a forward-auth endpoint). Pure: method, headers and the target's policy in, a verdict out.
+ *
+ * - Safe methods (GET, HEAD, OPTIONS) pass, except a cross-site one (`Sec-Fetch-Site: cross-site`) whose
+ *   `Origin` is not an allowed origin: a link or an `<img>` on another site would otherwise reach the
+ *   upstream with the user's token (issue 18 finding 12). `allowCrossSiteGet` lets them through for
+ *   APIs that serve links.
+ * - Other methods, and every method with `allMethods` (Duende BFF's rule), pass the target's mode:
+ *   `token` (checkCsrf: allowed Origin and the XSRF header echoing the cookie) or `origin` (checkOrigin).
+ */
+export function checkTargetCsrf(input: TargetCsrfInput): CsrfResult {
+  const { policy } = input;
+  if (isSafeMethod(input.method) && !policy.allMethods) {
+    if (policy.allowCrossSiteGet || input.secFetchSite !== 'cross-site') return OK;
+    if (input.origin !== undefined && input.origin !== 'null' && input.allowedOrigins.has(input.origin)) return OK;
+    return { ok: false, reason: `cross-site ${input.method.toUpperCase()} (Sec-Fetch-Site: cross-site) from a page that is not an allowed origin` };
+  }
+  // checkCsrf treats safe methods as passing: with allMethods they are checked as the state-changing ones.
+  const method = isSafeMethod(input.method) ? 'POST' : input.method;
+  if (policy.mode === 'origin') return checkOrigin({ ...input, method });
+  return checkCsrf({ ...input, method });
+}
+
+const OK: CsrfResult = { ok: true };
+
+/**
+ * Origin verification, which needs no cooperation from the page's script (Go 1.25's
+ * http.CrossOriginProtection, OWASP's "Verifying Origin with standard headers"): a browser says where a
+ * request comes from in `Sec-Fetch-Site` (all current browsers) and `Origin`.
+ *
+ * - `Sec-Fetch-Site: same-origin` or `none` (the user typed or bookmarked it) pass;
+ * - `same-site` and `cross-site` pass only with an `Origin` that is an allowed origin;
+ * - without `Sec-Fetch-Site` (older browsers), an `Origin` must be an allowed origin (our own included);
+ * - with neither header, the request was not made by a browser (curl, a server, a mobile app): it
+ *   cannot be a forgery riding on a browser's cookies, and passes.
+ */
+export function checkOrigin(input: Pick<TargetCsrfInput, 'method' | 'origin' | 'secFetchSite' | 'allowedOrigins'>): CsrfResult {
+  if (isSafeMethod(input.method)) return OK;
+  const { origin, secFetchSite } = input;
+  const allowedOrigin = origin !== undefined && origin !== 'null' && input.allowedOrigins.has(origin);
+  if (secFetchSite !== undefined) {
+    // The browser's own word (a page cannot set Sec-Fetch-*), as Go's CrossOriginProtection takes it: our
+    // idea of our own origin (behind a proxy that terminates TLS) is not needed to believe it.
+    if (secFetchSite === 'same-origin' || secFetchSite === 'none') return OK;
+    if (allowedOrigin) return OK;
+    return { ok: false, reason: `${secFetchSite} request (Sec-Fetch-Site) from ${origin === undefined ? 'an unknown origin' : `origin ${origin}`}, which is not allowed` };
+  }
+  if (origin === undefined) return OK;
+  if (allowedOrigin) return OK;
+  return { ok: false, reason: `origin ${origin} is not allowed` };
 }

@@ -4,8 +4,8 @@
  * a URL the router cannot decode (`/%80`), and Fastify's own 4xx errors (415, body too large, bad JSON),
  * whose codes are mapped to stable, documented names instead of leaking `fst_err_*` internals.
  */
-import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
+import { rawProblemResponse } from '../http/problem.ts';
 
 /** Stable `error` names for the Fastify error codes a client can provoke. */
 const FRAMEWORK_ERROR_NAMES: Record<string, string> = {
@@ -40,20 +40,6 @@ export function clientErrorName(status: number, code: string | undefined): strin
     if (/^[a-z][a-z0-9_]{0,63}$/i.test(code)) return code.toLowerCase();
   }
   return STATUS_ERROR_NAMES[status] ?? 'bad_request';
-}
-
-/** A complete problem+json HTTP/1.1 response, for the socket-level handler (no Fastify reply exists yet). */
-export function rawProblemResponse(status: number, error: string, detail: string): string {
-  const title = STATUS_CODES[status] ?? 'Error';
-  const body = JSON.stringify({ type: 'about:blank', title, status, error, detail });
-  return (
-    `HTTP/1.1 ${status} ${title}\r\n` +
-    'Content-Type: application/problem+json; charset=utf-8\r\n' +
-    'Cache-Control: no-store\r\n' +
-    `Content-Length: ${Buffer.byteLength(body)}\r\n` +
-    'Connection: close\r\n\r\n' +
-    body
-  );
 }
 
 /**

@@ -10,13 +10,14 @@
  * could pick its own key. IPv6 clients are counted per /64, the smallest block a host usually gets.
  *
  * Fixed one-minute windows per key, in memory, per instance (a fleet of N instances admits up to N times
- * the limit). The table is bounded: past `maxKeys` distinct clients in a window, new clients are not
+ * the limit; the workers of one --workers group count in their primary process, so a group is one instance). The table is bounded: past `maxKeys` distinct clients in a window, new clients are not
  * counted (a flood from that many addresses is not something a per-IP limit can stop anyway).
  */
 import { isIPv6 } from 'node:net';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Config } from '../config/types.ts';
-import { sendProblem } from '../routes/problem.ts';
+import { clientAddress } from '../ops/clientAddress.ts';
+import { sendProblem } from '../http/problem.ts';
 
 export interface RateLimiterOptions {
   /** Requests admitted per key and window. */
@@ -102,29 +103,49 @@ export function loginRouteKinds(config: Pick<Config, 'basePath' | 'legacyRoutes'
   return kinds;
 }
 
+export const LOGIN_RATE_WINDOW_MS = 60_000;
+
+/**
+ * A limiter shared by several processes (the workers of a --workers group count in their primary):
+ * undefined when it cannot answer, and the process counts on its own meanwhile.
+ */
+export type SharedRateLimit = (key: string, limit: number, windowMs: number) => Promise<RateDecision | undefined>;
+
 /**
  * Limits login starts and callbacks to `config.rateLimit.loginPerMinute` each, per client IP; beyond it
  * the answer is 429 problem+json with Retry-After, before any work (no IdP call, no cookie, no store).
  * 0 turns the limit off.
  */
-export function registerLoginRateLimit(app: FastifyInstance, config: Pick<Config, 'basePath' | 'legacyRoutes' | 'clients' | 'rateLimit'>): FixedWindowRateLimiter | undefined {
+export function registerLoginRateLimit(
+  app: FastifyInstance,
+  config: Pick<Config, 'basePath' | 'legacyRoutes' | 'clients' | 'rateLimit'>,
+  shared?: SharedRateLimit,
+): FixedWindowRateLimiter | undefined {
   const limit = config.rateLimit.loginPerMinute;
   if (limit <= 0) return undefined;
-  const limiter = new FixedWindowRateLimiter({ limit, windowMs: 60_000 });
+  const limiter = new FixedWindowRateLimiter({ limit, windowMs: LOGIN_RATE_WINDOW_MS });
   const kinds = loginRouteKinds(config);
   // Callback style: it runs on every request (proxied ones too), where an async hook costs a promise.
   app.addHook('onRequest', (request: FastifyRequest, reply: FastifyReply, done: () => void) => {
     const url = request.routeOptions.url;
     const kind = url === undefined ? undefined : kinds.get(url);
     if (kind === undefined) return done();
-    const decision = limiter.take(`${kind} ${clientKey(request.ip)}`);
-    if (decision.ok) return done();
-    request.log.warn({ kind, ip: request.ip }, 'login rate limit exceeded');
-    void sendProblem(
-      reply.header('retry-after', String(decision.retryAfterSec)),
-      429,
-      'rate_limited',
-      `too many ${kind === 'auth' ? 'login attempts' : 'login callbacks'} from this address; retry in ${decision.retryAfterSec} s`,
+    const ip = clientAddress(request);
+    const key = `${kind} ${clientKey(ip)}`;
+    const decide = (decision: RateDecision): void => {
+      if (decision.ok) return done();
+      request.log.warn({ kind, ip }, 'login rate limit exceeded');
+      void sendProblem(
+        reply.header('retry-after', String(decision.retryAfterSec)),
+        429,
+        'rate_limited',
+        `too many ${kind === 'auth' ? 'login attempts' : 'login callbacks'} from this address; retry in ${decision.retryAfterSec} s`,
+      );
+    };
+    if (shared === undefined) return decide(limiter.take(key));
+    shared(key, limit, LOGIN_RATE_WINDOW_MS).then(
+      (decision) => decide(decision ?? limiter.take(key)),
+      () => decide(limiter.take(key)),
     );
   });
   return limiter;

@@ -21,11 +21,31 @@ export class CookiePolicy {
   readonly #cookie: Config['cookie'];
   readonly #csrf: Config['csrf'];
   readonly #isProduction: boolean;
+  /** Every cookie name this service sets, for every configured client, in both spellings (Secure or not). */
+  #ownNames: ReadonlySet<string>;
 
-  constructor(config: Pick<Config, 'cookie' | 'csrf' | 'isProduction'>) {
+  constructor(config: Pick<Config, 'cookie' | 'csrf' | 'isProduction' | 'clients'>) {
     this.#cookie = config.cookie;
     this.#csrf = config.csrf;
     this.#isProduction = config.isProduction;
+    this.#ownNames = this.#namesFor(config.clients);
+  }
+
+  /** After a configuration reload: the cookies of the clients configured now are ours (never forwarded). */
+  setClients(clients: readonly { id: string }[]): void {
+    this.#ownNames = this.#namesFor(clients);
+  }
+
+  #namesFor(clients: readonly { id: string }[]): ReadonlySet<string> {
+    const names = new Set<string>([this.#csrf.cookieName]);
+    for (const { id } of clients) {
+      for (const secure of [true, false]) {
+        names.add(this.sessionCookieName(id, secure));
+        names.add(this.loginStateCookieName(id, secure));
+        names.add(this.endSessionCookieName(id, secure));
+      }
+    }
+    return names;
   }
 
   /** Whether cookies set on a request over `https` (or not) carry Secure. */
@@ -45,9 +65,12 @@ export class CookiePolicy {
     return `${this.#prefix(secure)}${this.#cookie.name}${suffix}`;
   }
 
-  /** One login-state cookie per login attempt (keyed by a prefix of its state), so parallel tabs do not clash. */
-  loginStateCookieName(state: string, secure: boolean): string {
-    return `${this.#prefix(secure)}th-login-${state.slice(0, 16)}`;
+  /**
+   * One login-state cookie per client, holding its few most recent login attempts (src/routes/loginState.ts):
+   * however many logins a browser starts, it carries one bounded cookie, never one per attempt.
+   */
+  loginStateCookieName(clientId: string, secure: boolean): string {
+    return `${this.#prefix(secure)}th-login-${clientId}`;
   }
 
   /** Carries the IdP end-session URL (with id_token_hint) from a JSON logout to the browser's next navigation. */
@@ -64,16 +87,13 @@ export class CookiePolicy {
     return this.#csrf.headerName;
   }
 
-  /** Every cookie name this service owns for a request, for stripping before proxying. */
+  /**
+   * Whether a cookie name is one this service sets: exactly the session, login-state and end-session
+   * cookies of a configured client, and the XSRF cookie. Ours are stripped before proxying and refused
+   * from upstream Set-Cookie; every other cookie (an app's `session-prefs`) is the app's and passes.
+   */
   isOwnCookie(name: string): boolean {
-    const bare = name.replace(/^__(Host|Secure)-/, '');
-    return (
-      name === this.#csrf.cookieName ||
-      bare === this.#cookie.name ||
-      bare.startsWith(`${this.#cookie.name}-`) ||
-      bare.startsWith('th-login-') ||
-      bare.startsWith('th-end-session-')
-    );
+    return this.#ownNames.has(name);
   }
 
   attributes(secure: boolean, opts: { httpOnly: boolean; expires?: Date; maxAgeSec?: number }): CookieAttributes {

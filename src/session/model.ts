@@ -1,6 +1,6 @@
 import type { SessionRecord } from '../store/types.ts';
 
-/** User facts kept with a session for /sessions; taken from the validated ID token. */
+/** User facts kept with a session for /sessions (see oidc/claims.ts). */
 export interface SessionClaims {
   name?: string;
   email?: string;
@@ -14,7 +14,19 @@ export interface SessionPayload {
   refreshToken?: string;
   idToken?: string;
   scope?: string;
+  /** The access token's lifetime as issued (`expires_in`), for the refresh threshold; absent when unknown. */
+  accessLifetimeMs?: number;
+  /**
+   * When the refresh token stops working (ms since epoch), when the IdP said so (`refresh_expires_in`, or
+   * the `exp` of a JWT refresh token): the session cannot outlive it. Absent: unknown.
+   */
+  refreshExpiresAt?: number;
   claims: SessionClaims;
+  /**
+   * Where the browser reached the client's routes when it logged in (the trusted proxy's X-Forwarded-Prefix
+   * on the callback): URLs of those routes handed out elsewhere (GET /sessions' logoutUrl) use it.
+   */
+  publicPath?: string;
 }
 
 /** A session resolved from a valid cookie for one request. */
@@ -28,22 +40,10 @@ export interface ActiveSession {
   resealCookie: boolean;
 }
 
-/** Picks the claims worth keeping from an ID token (or userinfo) claim set. */
-export function pickClaims(claims: Record<string, unknown>): SessionClaims {
-  const str = (v: unknown): string | undefined => (typeof v === 'string' && v.length > 0 ? v : undefined);
-  const roles = new Set<string>();
-  const addRoles = (v: unknown): void => {
-    if (Array.isArray(v)) for (const r of v) if (typeof r === 'string') roles.add(r);
-  };
-  addRoles(claims.roles);
-  // Keycloak puts realm roles under realm_access.roles.
-  addRoles((claims.realm_access as { roles?: unknown } | undefined)?.roles);
-  const picked: SessionClaims = { roles: [...roles] };
-  const name = str(claims.name);
-  const email = str(claims.email);
-  const preferredUsername = str(claims.preferred_username);
-  if (name) picked.name = name;
-  if (email) picked.email = email;
-  if (preferredUsername) picked.preferredUsername = preferredUsername;
-  return picked;
+/**
+ * When a session ends: its absolute end, or earlier when the IdP bounds the refresh token's life (Keycloak's
+ * SSO idle and max). The idle end (`record.idleExpiresAt`) is separate: use extends it.
+ */
+export function sessionEndsAt(record: Pick<SessionRecord, 'expiresAt'>, payload: Pick<SessionPayload, 'refreshExpiresAt'>): number {
+  return payload.refreshExpiresAt === undefined ? record.expiresAt : Math.min(record.expiresAt, payload.refreshExpiresAt);
 }

@@ -1,12 +1,14 @@
 import { hash, randomBytes, randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
+import { StoreUnavailableError } from '../store/types.ts';
 import type { TokenSet } from '../oidc/flows.ts';
-import type { SessionRecord, SessionStore } from '../store/types.ts';
+import type { PayloadUpdate, SessionRecord, SessionStore } from '../store/types.ts';
 import { TtlCache } from './cache.ts';
 import type { CookieSealer, UnsealedCookie } from './cookieSealer.ts';
 import { RefreshUnavailableError, SessionEndedError } from './errors.ts';
-import type { ActiveSession, SessionClaims, SessionPayload } from './model.ts';
+import { LEASE_MS, LEASE_POLL_MS, LEASE_RENEW_EVERY_MS, LeaseWatch, TAKEOVER_WATCH_MS, WRITE_RETRY_MAX_MS, WRITE_RETRY_MIN_MS } from './lease.ts';
+import { sessionEndsAt, type ActiveSession, type SessionClaims, type SessionPayload } from './model.ts';
 import type { PayloadCipher } from './payloadCipher.ts';
 
 export interface SessionLifetimes {
@@ -14,13 +16,34 @@ export interface SessionLifetimes {
   idleLifetimeSec: number;
   refreshSkewSec: number;
   sweepBatchSize: number;
+  /** Most live sessions of one user (issuer + sub) per client and tenant; 0 or absent: no limit. */
+  maxPerUser?: number;
+}
+
+/** What a refresh knows of the session it refreshes. */
+export interface RefreshContext {
+  /** Selects the IdP of a client that serves several tenants. */
+  tenant: string | null;
+  /** The session's issuer, as its ID token named it (one directory of a multi-tenant issuer). */
+  issuer: string;
+  /** A new ID token must be about the same subject. */
+  sub: string;
+  /** The current (validated at its time) ID token, whose claims stand when the IdP sends no new one. */
+  idToken: string | undefined;
+  claims: SessionClaims;
+}
+
+/** The refreshed tokens and the user facts recomputed from them. */
+export interface Refreshed {
+  tokens: TokenSet;
+  claims: SessionClaims;
 }
 
 /**
- * Refreshes tokens at the client's IdP; throws OidcError (kind `invalid_grant` ends the session). The
- * session's tenant selects the IdP of a client that serves several tenants.
+ * Refreshes tokens at the client's IdP (src/oidc/identity.ts); throws OidcError (kind `invalid_grant` or
+ * `rejected` ends the session).
  */
-export type Refresher = (clientId: string, refreshToken: string, session: { tenant: string | null; issuer: string }) => Promise<TokenSet>;
+export type Refresher = (clientId: string, refreshToken: string, session: RefreshContext) => Promise<Refreshed>;
 
 export interface NewSession {
   clientId: string;
@@ -31,6 +54,8 @@ export interface NewSession {
   tokens: TokenSet;
   claims: SessionClaims;
   userAgent: string | null;
+  /** SessionPayload.publicPath. */
+  publicPath?: string;
 }
 
 export interface SessionServiceDeps {
@@ -42,6 +67,11 @@ export interface SessionServiceDeps {
   log: Pick<Logger, 'info' | 'warn' | 'error' | 'debug'>;
   /** How long a resolved session may be served from memory; invalidations from any instance evict it. */
   cacheTtlMs?: number;
+  /**
+   * `--oidc_timeout`: the longest one call to the IdP may take. A refresh is at most two calls (the token
+   * request and, for a new ID token, the key set): its lease is renewed no longer than that.
+   */
+  oidcTimeoutMs?: number;
   /** Observers for metrics. */
   onRefresh?: (clientId: string, outcome: 'success' | 'invalid_grant' | 'unavailable') => void;
   now?: () => number;
@@ -57,6 +87,16 @@ const SESSION_ID_BYTES = 32;
 /** `resolveInMemory`: the answer needs the store. */
 export const NOT_IN_MEMORY: unique symbol = Symbol('not in memory');
 /**
+ * `expect.tenant` of `resolve`: the session's own tenant, whichever it is (the caller checks that the client
+ * still serves it): a tenant-scoped request without the tenant header acts in the tenant of its session.
+ */
+export const ANY_TENANT: unique symbol = Symbol('any tenant');
+/** What a resolved session must belong to: a client, and a tenant (null: none) or ANY_TENANT. */
+export interface SessionExpectation {
+  clientId: string;
+  tenant: string | null | typeof ANY_TENANT;
+}
+/**
  * How long one sweep batch should take, per backend. SQLite's runs on the event loop (measured ~7.5 µs
  * per deleted session at 1M rows, so ~400 per batch); PostgreSQL's and Redis' run in the server and only
  * hold locks or the Redis thread that long. See docs/fleet.md for the measurements.
@@ -67,7 +107,24 @@ const SWEEP_MIN_BATCH = 10;
 /** Pause after a batch, as a multiple of its duration: 2 leaves the sweeper a third of the time. */
 const SWEEP_PAUSE_FACTOR = 2;
 const SWEEP_MAX_PAUSE_MS = 250;
-const REFRESH_WAIT_STEP_MS = 50;
+/**
+ * New tokens this instance got from the IdP but could not write to the store yet (it was unreachable).
+ * They are served to this instance's requests and written as soon as the store is back; meanwhile the
+ * lease stays this instance's, so nobody presents the refresh token they replaced.
+ */
+interface Unwritten {
+  /** The lease the refresh ran under: the write lands only while it is still ours. */
+  leaseId: string;
+  record: SessionRecord;
+  payload: SessionPayload;
+  update: PayloadUpdate;
+  written: Promise<void>;
+}
+
+/** The access token's lifetime as issued, when the IdP said (`expires_in`). */
+function lifetimeOf(accessExpiresAt: number | null, receivedAt: number): number | undefined {
+  return accessExpiresAt !== null && accessExpiresAt > receivedAt ? accessExpiresAt - receivedAt : undefined;
+}
 
 /**
  * Creates, resolves, refreshes and ends sessions. The browser holds only a sealed random id; the store
@@ -83,8 +140,9 @@ export class SessionService {
   readonly #loading = new Map<string, Promise<Cached | undefined>>();
   /** Sessions evicted while their load was in flight: what that load read may predate the eviction. */
   readonly #staleLoads = new Set<string>();
-  readonly #owner = randomUUID();
+  readonly #unwritten = new Map<string, Unwritten>();
   readonly #now: () => number;
+  #closed = false;
 
   constructor(deps: SessionServiceDeps) {
     this.#d = deps;
@@ -110,15 +168,22 @@ export class SessionService {
     return this.#d.sealer.seal(SessionService.cookiePurpose(session.record.clientId), session.id, session.record.expiresAt);
   }
 
-  /** Stores a new session under a fresh random id (never one the browser offered: no fixation). */
+  /**
+   * Stores a new session under a fresh random id (never one the browser offered: no fixation). With a
+   * per-user limit, the user's oldest sessions of this client and tenant beyond it end.
+   */
   async create(input: NewSession): Promise<{ cookieValue: string; session: ActiveSession }> {
     const now = this.#now();
     const id = randomBytes(SESSION_ID_BYTES);
     const idHash = SessionService.hashId(id);
     const payload: SessionPayload = { accessToken: input.tokens.accessToken, claims: input.claims };
+    const lifetime = lifetimeOf(input.tokens.accessExpiresAt, now);
+    if (lifetime !== undefined) payload.accessLifetimeMs = lifetime;
     if (input.tokens.refreshToken) payload.refreshToken = input.tokens.refreshToken;
     if (input.tokens.idToken) payload.idToken = input.tokens.idToken;
     if (input.tokens.scope) payload.scope = input.tokens.scope;
+    if (input.publicPath !== undefined) payload.publicPath = input.publicPath;
+    if (input.tokens.refreshExpiresAt !== null) payload.refreshExpiresAt = input.tokens.refreshExpiresAt;
     const expiresAt = now + this.#d.lifetimes.absoluteLifetimeSec * 1000;
     const record: SessionRecord = {
       idHash,
@@ -137,8 +202,36 @@ export class SessionService {
       userAgent: input.userAgent ? input.userAgent.slice(0, 512) : null,
     };
     await this.#d.store.create(record);
+    await this.#endSessionsBeyondLimit(record);
     const session: ActiveSession = { id, idHash, record, payload, resealCookie: false };
     return { cookieValue: this.sealCookie(session), session };
+  }
+
+  /**
+   * --max_sessions_per_user: ends the oldest live sessions of the new session's user, client and tenant
+   * beyond the limit (never the new one), everywhere. A failure leaves them (the new session stands; the
+   * next login tries again): a login never fails for it.
+   */
+  async #endSessionsBeyondLimit(created: SessionRecord): Promise<void> {
+    const max = this.#d.lifetimes.maxPerUser ?? 0;
+    if (max <= 0) return;
+    try {
+      const now = this.#now();
+      const live = (await this.#d.store.listBySubject(created.issuer, created.sub)).filter(
+        (r) => r.clientId === created.clientId && r.tenant === created.tenant && r.expiresAt > now && r.idleExpiresAt > now && r.idHash !== created.idHash,
+      );
+      const excess = live.length + 1 - max;
+      if (excess <= 0) return;
+      live.sort((a, b) => a.createdAt - b.createdAt || (a.idHash < b.idHash ? -1 : 1));
+      const ended: string[] = [];
+      for (const record of live.slice(0, excess)) {
+        if (await this.#d.store.delete(record.idHash)) ended.push(record.idHash);
+      }
+      await this.#invalidate(ended);
+      if (ended.length > 0) this.#d.log.info({ clientId: created.clientId, sub: created.sub, ended: ended.length, max }, 'ended the oldest sessions of a user beyond the per-user limit');
+    } catch (err) {
+      this.#d.log.warn({ clientId: created.clientId, reason: (err as Error).message }, 'could not apply the per-user session limit');
+    }
   }
 
   /**
@@ -146,7 +239,7 @@ export class SessionService {
    * forged, foreign, expired or deleted one. Extends the idle lifetime (rolling) at most every
    * tenth of it, so steady traffic does not write on every request.
    */
-  async resolve(cookieValue: string | undefined, expect: { clientId: string; tenant: string | null }): Promise<ActiveSession | undefined> {
+  async resolve(cookieValue: string | undefined, expect: SessionExpectation): Promise<ActiveSession | undefined> {
     if (!cookieValue) return undefined;
     const now = this.#now();
     const unsealed = this.#unseal(cookieValue, expect.clientId, now);
@@ -163,7 +256,7 @@ export class SessionService {
    * verified here) and its session is in the session cache. NOT_IN_MEMORY when only the store can tell
    * (then call `resolve`). The proxy's path for a browser's steady stream of API calls: no promise.
    */
-  resolveInMemory(cookieValue: string, expect: { clientId: string; tenant: string | null }): ActiveSession | undefined | typeof NOT_IN_MEMORY {
+  resolveInMemory(cookieValue: string, expect: SessionExpectation): ActiveSession | undefined | typeof NOT_IN_MEMORY {
     const now = this.#now();
     const unsealed = this.#unseal(cookieValue, expect.clientId, now);
     if (!unsealed) return undefined;
@@ -180,10 +273,10 @@ export class SessionService {
   }
 
   /** The session of a loaded entry, if it is the expected client's and tenant's and still live. */
-  #activate(entry: Cached, unsealed: UnsealedCookie, idHash: string, expect: { clientId: string; tenant: string | null }, now: number): ActiveSession | undefined {
+  #activate(entry: Cached, unsealed: UnsealedCookie, idHash: string, expect: SessionExpectation, now: number): ActiveSession | undefined {
     const { record } = entry;
-    if (record.clientId !== expect.clientId || record.tenant !== expect.tenant) return undefined;
-    if (record.expiresAt <= now || record.idleExpiresAt <= now) {
+    if (record.clientId !== expect.clientId || (expect.tenant !== ANY_TENANT && record.tenant !== expect.tenant)) return undefined;
+    if (sessionEndsAt(record, entry.payload) <= now || record.idleExpiresAt <= now) {
       this.#evict(idHash);
       return undefined;
     }
@@ -193,12 +286,12 @@ export class SessionService {
 
   /** The session's access token when it needs no refresh yet (else undefined: call `accessToken`). */
   currentAccessToken(session: ActiveSession): string | undefined {
-    return this.#needsRefresh(session.record, this.#now()) ? undefined : session.payload.accessToken;
+    return this.#needsRefresh(session.record, session.payload, this.#now()) ? undefined : session.payload.accessToken;
   }
 
-  /** A usable access token, refreshed first when it expires within the configured skew. */
+  /** A usable access token, refreshed first when it is due (see `#needsRefresh`). */
   async accessToken(session: ActiveSession): Promise<string> {
-    if (!this.#needsRefresh(session.record, this.#now())) return session.payload.accessToken;
+    if (!this.#needsRefresh(session.record, session.payload, this.#now())) return session.payload.accessToken;
     let pending = this.#refreshing.get(session.idHash);
     if (!pending) {
       pending = this.#refresh(session).finally(() => this.#refreshing.delete(session.idHash));
@@ -304,12 +397,19 @@ export class SessionService {
       this.#cache.delete(idHash);
       return undefined;
     }
-    const entry = { record, payload };
+    // Newer tokens than the store's, not written yet: those are the session's now.
+    const unwritten = this.#unwritten.get(idHash);
+    const entry = unwritten ? { record: { ...record, ...unwritten.update }, payload: unwritten.payload } : { record, payload };
     if (!this.#staleLoads.has(idHash)) this.#cache.set(idHash, entry, now);
     return entry;
   }
 
-  /** Records encrypted with SESSION_OLD_DB_KEY are re-encrypted with the current key on first read. */
+  /**
+   * Records encrypted with SESSION_OLD_DB_KEY are re-encrypted with the current key on first read. The
+   * write is guarded by the version read, so it never puts back tokens a refresh replaced; and a refresh's
+   * write is guarded by its lease, not the version, so this write never makes a refresh fail. A refresh
+   * writes with the current key anyway.
+   */
   #reencrypt(record: SessionRecord, payload: SessionPayload): void {
     const update = { payload: this.#encrypt(payload, record.idHash), accessExpiresAt: record.accessExpiresAt };
     this.#d.store
@@ -335,47 +435,115 @@ export class SessionService {
       .catch((err: unknown) => this.#d.log.warn({ err: (err as Error).message }, 'could not extend a session'));
   }
 
-  #needsRefresh(record: SessionRecord, now: number): boolean {
-    return record.accessExpiresAt !== null && record.accessExpiresAt - this.#d.lifetimes.refreshSkewSec * 1000 <= now;
+  /**
+   * Due for refresh when the access token's remaining lifetime is below the smaller of the configured
+   * skew and half its lifetime: a token living shorter than the skew is refreshed about once per half-life
+   * instead of on every request. Sessions stored without the lifetime use the skew alone.
+   */
+  #needsRefresh(record: SessionRecord, payload: SessionPayload, now: number): boolean {
+    if (record.accessExpiresAt === null) return false;
+    const skewMs = this.#d.lifetimes.refreshSkewSec * 1000;
+    const lifetime = payload.accessLifetimeMs;
+    const marginMs = lifetime === undefined ? skewMs : Math.min(skewMs, lifetime / 2);
+    return record.accessExpiresAt - marginMs <= now;
   }
 
+  /** How long a request waits for another instance's refresh: its longest refresh, or a takeover. */
+  get #waitBoundMs(): number {
+    return 2 * (this.#d.oidcTimeoutMs ?? 10_000) + LEASE_MS + TAKEOVER_WATCH_MS + 1_000;
+  }
+
+  /**
+   * One refresh across the fleet: the instance that takes the session's lease calls the IdP; the others
+   * poll the store until the new tokens are there. A lease whose holder stopped renewing it is taken over
+   * after a watch (src/session/lease.ts).
+   */
   async #refresh(session: ActiveSession): Promise<string> {
     const { idHash } = session;
-    const leaseMs = 30_000;
-    const deadline = this.#now() + leaseMs;
+    const unwritten = this.#unwritten.get(idHash);
+    if (unwritten) {
+      // This instance holds newer tokens than the store: the refresh token they replaced is never presented again.
+      if (!this.#needsRefresh(unwritten.record, unwritten.payload, this.#now())) return this.#adopt(session, unwritten.record, unwritten.payload).accessToken;
+      // Due again before the store took them: refreshing needs the lease, which their write releases.
+      await Promise.race([unwritten.written, sleep(LEASE_MS, undefined, { ref: false })]);
+      if (this.#unwritten.has(idHash)) throw new StoreUnavailableError('refreshed tokens are waiting for the session store');
+    }
+    const deadline = performance.now() + this.#waitBoundMs;
+    const watch = new LeaseWatch();
     for (;;) {
       const record = await this.#d.store.get(idHash);
       if (!record) throw new SessionEndedError('the session has ended');
-      const now = this.#now();
+      const payload = this.decryptPayload(record);
       // Another request or instance may have refreshed already: then use its tokens.
-      if (!this.#needsRefresh(record, now)) return this.#adopt(session, record).accessToken;
-      if (await this.#d.store.acquireRefreshLease(idHash, this.#owner, leaseMs, now)) {
-        try {
-          return await this.#refreshHoldingLease(session, idHash);
-        } finally {
-          await this.#d.store.releaseRefreshLease(idHash, this.#owner).catch(() => undefined);
+      if (!this.#needsRefresh(record, payload, this.#now())) return this.#adopt(session, record, payload).accessToken;
+      const leaseId = randomUUID();
+      const takeOver = watch.takeOver();
+      const attempt = await this.#d.store.acquireRefreshLease(idHash, leaseId, LEASE_MS, takeOver);
+      if (attempt.state === 'acquired') {
+        if (takeOver) {
+          this.#d.log.warn({ clientId: record.clientId }, 'took over the refresh lease of an instance that stopped renewing it (it died or lost the store); the refresh token it held is presented again');
         }
+        return this.#refreshHoldingLease(session, leaseId);
       }
-      if (this.#now() > deadline) throw new RefreshUnavailableError('timed out waiting for another instance to refresh');
-      await sleep(REFRESH_WAIT_STEP_MS);
+      if (attempt.state === 'gone') throw new SessionEndedError('the session has ended');
+      watch.observe(attempt.holder, attempt.expired);
+      if (performance.now() > deadline) throw new RefreshUnavailableError('timed out waiting for another instance to refresh');
+      await sleep(LEASE_POLL_MS);
     }
   }
 
-  async #refreshHoldingLease(session: ActiveSession, idHash: string): Promise<string> {
-    // Re-read under the lease: the previous holder may have finished between our read and the lease.
-    const record = await this.#d.store.get(idHash);
-    if (!record) throw new SessionEndedError('the session has ended');
-    const current = this.#adopt(session, record);
-    if (!this.#needsRefresh(record, this.#now())) return current.accessToken;
-    const clientId = record.clientId;
-    if (!current.refreshToken) {
-      await this.destroy(idHash);
-      this.#d.onRefresh?.(clientId, 'invalid_grant');
-      throw new SessionEndedError('the access token expired and there is no refresh token');
-    }
-    let tokens: TokenSet;
+  async #refreshHoldingLease(session: ActiveSession, leaseId: string): Promise<string> {
+    const { idHash } = session;
+    // Renewed while the refresh runs, but no longer than the longest refresh can take: a holder stuck
+    // beyond that lets its lease lapse, and the others take over after their watch.
+    const renewUntil = performance.now() + 2 * (this.#d.oidcTimeoutMs ?? 10_000);
+    const renewal = setInterval(() => {
+      if (performance.now() > renewUntil) return clearInterval(renewal);
+      this.#d.store.renewRefreshLease(idHash, leaseId, LEASE_MS).then(
+        (held) => {
+          if (!held) clearInterval(renewal);
+        },
+        // The store is unreachable: the others cannot take the lease over either until it is back.
+        () => undefined,
+      );
+    }, LEASE_RENEW_EVERY_MS);
+    renewal.unref();
+    let record: SessionRecord;
+    let current: SessionPayload;
+    let refreshed: Refreshed;
     try {
-      tokens = await this.#d.refresher(clientId, current.refreshToken, { tenant: record.tenant, issuer: record.issuer });
+      // Re-read under the lease: the previous holder may have finished between our read and the lease.
+      const fresh = await this.#d.store.get(idHash);
+      if (!fresh) throw new SessionEndedError('the session has ended');
+      record = fresh;
+      current = this.#adopt(session, record);
+      if (!this.#needsRefresh(record, current, this.#now())) {
+        this.#release(idHash, leaseId);
+        return current.accessToken;
+      }
+      if (!current.refreshToken) {
+        await this.destroy(idHash);
+        this.#d.onRefresh?.(record.clientId, 'invalid_grant');
+        throw new SessionEndedError('the access token expired and there is no refresh token');
+      }
+      refreshed = await this.#callIdp(record, current, current.refreshToken, idHash, leaseId);
+    } finally {
+      clearInterval(renewal);
+    }
+    return this.#keep(session, record, current, refreshed, leaseId);
+  }
+
+  /** The refresh grant; an IdP refusal ends the session, an unreachable IdP keeps it (and frees the lease). */
+  async #callIdp(record: SessionRecord, current: SessionPayload, refreshToken: string, idHash: string, leaseId: string): Promise<Refreshed> {
+    const clientId = record.clientId;
+    try {
+      return await this.#d.refresher(clientId, refreshToken, {
+        tenant: record.tenant,
+        issuer: record.issuer,
+        sub: record.sub,
+        idToken: current.idToken,
+        claims: current.claims,
+      });
     } catch (err) {
       const kind = (err as { kind?: unknown }).kind;
       if (kind === 'invalid_grant' || kind === 'rejected') {
@@ -386,24 +554,99 @@ export class SessionService {
       }
       this.#d.log.warn({ clientId, reason: (err as Error).message }, 'refresh failed; keeping the session');
       this.#d.onRefresh?.(clientId, 'unavailable');
+      this.#release(idHash, leaseId);
       throw new RefreshUnavailableError('the IdP could not be reached to refresh the token');
     }
+  }
+
+  /**
+   * Tokens the IdP issued are never dropped: they are served at once and written with the lease released
+   * in the same step; when the store cannot take them, they stay in memory (served to this instance's
+   * requests) and the write is retried until it can.
+   */
+  async #keep(session: ActiveSession, record: SessionRecord, current: SessionPayload, refreshed: Refreshed, leaseId: string): Promise<string> {
+    const { tokens } = refreshed;
+    const { idHash } = session;
+    const receivedAt = this.#now();
     const payload: SessionPayload = {
       ...current,
       accessToken: tokens.accessToken,
-      // IdPs that do not rotate refresh tokens return none: keep the one we have.
+      // IdPs that do not rotate refresh tokens return none: keep the one we have (and its expiry).
       refreshToken: tokens.refreshToken ?? current.refreshToken,
       idToken: tokens.idToken ?? current.idToken,
+      claims: refreshed.claims,
     };
+    const lifetime = lifetimeOf(tokens.accessExpiresAt, receivedAt);
+    if (lifetime === undefined) delete payload.accessLifetimeMs;
+    else payload.accessLifetimeMs = lifetime;
     if (tokens.scope) payload.scope = tokens.scope;
-    const update = { payload: this.#encrypt(payload, idHash), accessExpiresAt: tokens.accessExpiresAt };
-    const version = await this.#d.store.updatePayload(idHash, record.version, update);
-    if (version === null) throw new SessionEndedError('the session ended while it was being refreshed');
-    this.#d.onRefresh?.(clientId, 'success');
-    const updated: SessionRecord = { ...record, ...update, version };
-    this.#adopt(session, updated, payload);
-    await this.#invalidate([idHash]);
+    if (tokens.refreshExpiresAt !== null) payload.refreshExpiresAt = tokens.refreshExpiresAt;
+    else if (tokens.refreshToken !== undefined) delete payload.refreshExpiresAt;
+    this.#d.onRefresh?.(record.clientId, 'success');
+    const update: PayloadUpdate = { payload: this.#encrypt(payload, idHash), accessExpiresAt: tokens.accessExpiresAt };
+    const view: SessionRecord = { ...record, ...update };
+    this.#adopt(session, view, payload);
+    let version: number | null;
+    try {
+      version = await this.#d.store.completeRefresh(idHash, leaseId, update);
+    } catch (err) {
+      this.#d.log.warn({ clientId: record.clientId, reason: (err as Error).message }, 'refreshed tokens could not be written; keeping them in memory and retrying');
+      this.#holdUnwritten(idHash, { leaseId, record: view, payload, update });
+      return payload.accessToken;
+    }
+    this.#written(idHash, record.clientId, version);
+    // Not stored because the session was ended meanwhile (a logout): it is not served either.
+    if (version === null && !(await this.#d.store.get(idHash))) throw new SessionEndedError('the session ended while it was being refreshed');
     return payload.accessToken;
+  }
+
+  /** After the refresh write: publish the new tokens, or say why they were not stored. */
+  #written(idHash: string, clientId: string, version: number | null): void {
+    if (version === null) {
+      // The session ended meanwhile, or another instance took the lease over (this one was cut off from
+      // the store for longer than the takeover watch): the store's state wins.
+      this.#d.log.warn({ clientId }, 'refreshed tokens were not stored: the session ended or another instance took over its refresh');
+    }
+    void this.#invalidate([idHash]);
+  }
+
+  #holdUnwritten(idHash: string, pending: Omit<Unwritten, 'written'>): void {
+    const entry: Unwritten = { ...pending, written: Promise.resolve() };
+    this.#unwritten.set(idHash, entry);
+    this.#cache.set(idHash, { record: entry.record, payload: entry.payload }, this.#now());
+    entry.written = (async () => {
+      let delay = WRITE_RETRY_MIN_MS;
+      while (!this.#closed && this.#unwritten.get(idHash) === entry) {
+        await sleep(delay, undefined, { ref: false });
+        delay = Math.min(delay * 2, WRITE_RETRY_MAX_MS);
+        if (entry.record.expiresAt <= this.#now()) break;
+        try {
+          const version = await this.#d.store.completeRefresh(idHash, entry.leaseId, entry.update);
+          this.#unwritten.delete(idHash);
+          if (version !== null) this.#d.log.info({ clientId: entry.record.clientId }, 'refreshed tokens written once the store was back');
+          this.#written(idHash, entry.record.clientId, version);
+          return;
+        } catch {
+          // Still unreachable: try again.
+        }
+      }
+      if (this.#unwritten.get(idHash) === entry) this.#unwritten.delete(idHash);
+    })();
+  }
+
+  #release(idHash: string, leaseId: string): void {
+    this.#d.store.releaseRefreshLease(idHash, leaseId).catch((err: unknown) => {
+      // It lapses by itself within LEASE_MS; the others take over after their watch.
+      this.#d.log.debug({ reason: (err as Error).message }, 'could not release a refresh lease');
+    });
+  }
+
+  /** Stops retrying writes (the store is being closed); tokens still unwritten are reported. */
+  close(): void {
+    this.#closed = true;
+    if (this.#unwritten.size > 0) {
+      this.#d.log.warn({ sessions: this.#unwritten.size }, 'refreshed tokens of some sessions were never written: the store was unreachable until shutdown');
+    }
   }
 
   /** Makes `session` reflect `record` (decrypting unless the payload is given) and returns the payload. */

@@ -45,6 +45,11 @@ const typeParsers: pg.CustomTypesConfig = {
     oid === INT8_OID && format !== 'binary' ? (value: string) => Number(value) : pg.types.getTypeParser(oid, format ?? 'text')) as pg.CustomTypesConfig['getTypeParser'],
 };
 
+/** A PostgreSQL identifier, double-quoted, for text that to_regclass parses. */
+function quoteIdent(name: string): string {
+  return `"${name.replaceAll('"', '""')}"`;
+}
+
 /** Advisory-lock class id for our migrations (ASCII "tH"); the second key is the schema's hash. */
 const MIGRATION_LOCK_CLASS = 0x7448;
 
@@ -140,14 +145,29 @@ export function createPostgresStore(options: PostgresStoreOptions): SessionStore
           await sql`select pg_advisory_lock(${MIGRATION_LOCK_CLASS}, hashtext(${schema}))`.execute(conn);
           try {
             await sql`create schema if not exists ${sql.id(schema)}`.execute(conn);
+            const bookkeeping = await sql<{ t: string | null }>`select to_regclass(${`${quoteIdent(schema)}.${quoteIdent(MIGRATION_TABLE)}`})::text as t`.execute(conn);
+            const hadBookkeeping = bookkeeping.rows[0]?.t != null;
+            // Tables of a release before 0004 are renamed only when our own bookkeeping says we made them.
+            const renameUnprefixed =
+              hadBookkeeping &&
+              (await sql`select 1 from ${sql.id(schema, MIGRATION_TABLE)} where name = '0001_initial'`.execute(conn)).rows.length > 0;
             const migrator = new Migrator({
               db: conn,
-              provider: storeMigrationProvider(schema),
+              provider: storeMigrationProvider({ schema, renameUnprefixed }),
               migrationTableSchema: schema,
               migrationTableName: MIGRATION_TABLE,
               migrationLockTableName: MIGRATION_LOCK_TABLE,
             });
-            throwIfMigrationFailed(await migrator.migrateToLatest());
+            try {
+              throwIfMigrationFailed(await migrator.migrateToLatest());
+            } catch (err) {
+              // The migrations ran in one transaction and rolled back; Kysely made its bookkeeping tables
+              // before that. On a first start they are all we would leave in someone else's database: drop them.
+              if (!hadBookkeeping) {
+                await sql`drop table if exists ${sql.id(schema, MIGRATION_TABLE)}, ${sql.id(schema, MIGRATION_LOCK_TABLE)}`.execute(conn);
+              }
+              throw err;
+            }
           } finally {
             await sql`select pg_advisory_unlock(${MIGRATION_LOCK_CLASS}, hashtext(${schema}))`.execute(conn);
           }

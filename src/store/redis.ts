@@ -21,7 +21,7 @@ import { redisKeys } from './redisKeys.ts';
 import { withScripts } from './redisScripts.ts';
 import type { DeleteMode, ScriptedPipeline } from './redisScripts.ts';
 import { StoreUnavailableError } from './types.ts';
-import type { PayloadUpdate, SessionRecord, SessionStore } from './types.ts';
+import type { LeaseAttempt, LeaseHolder, PayloadUpdate, SessionRecord, SessionStore } from './types.ts';
 
 export interface RedisStoreOptions {
   /** `redis://[user:pass@]host:port[/db]` or `rediss://` for TLS. */
@@ -141,8 +141,10 @@ export function createRedisStore(options: RedisStoreOptions): SessionStore {
       maxRetriesPerRequest: 1,
       connectTimeout: connectTimeoutMs,
       commandTimeout: options.commandTimeoutMs ?? 2000,
-      // Reconnect forever, backing off to 2 s: the store must recover by itself when Redis returns.
-      retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 6), 2000),
+      // Reconnect forever, backing off to 1 s: the store must recover by itself when Redis returns, and
+      // an instance holding refreshed tokens it could not write must be back well within the refresh
+      // lease's takeover watch (SessionService) after the others are.
+      retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 5), 1000),
     }),
   );
 
@@ -184,7 +186,7 @@ export function createRedisStore(options: RedisStoreOptions): SessionStore {
   const deleteMany = async (ids: string[], index: string, mode: DeleteMode, now: number): Promise<number[]> => {
     if (ids.length === 0) return [];
     const pipeline = redis.pipeline() as ScriptedPipeline;
-    for (const id of ids) pipeline.thDelete(keys.session(id), keys.lease(id), keys.deadlines, index, id, mode, now);
+    for (const id of ids) pipeline.thDelete(keys.session(id), keys.deadlines, index, id, mode, now);
     return (await run(pipeline)).map(Number);
   };
 
@@ -287,26 +289,69 @@ export function createRedisStore(options: RedisStoreOptions): SessionStore {
       return records.sort((a, b) => a.createdAt - b.createdAt || (a.idHash < b.idHash ? -1 : 1));
     },
 
+    async listByIssuer(issuer: string, tenant: string | null, now: number, limit: number): Promise<SessionRecord[]> {
+      await connected();
+      // No index by issuer: every live session (the deadlines set above `now`) is read, in pages.
+      const records: SessionRecord[] = [];
+      const PAGE = 500;
+      for (let offset = 0; ; offset += PAGE) {
+        const ids = await redis.zrangebyscore(keys.deadlines, `(${now}`, '+inf', 'LIMIT', offset, PAGE);
+        if (ids.length === 0) break;
+        const hashes = (await run(ids.reduce((p, id) => p.hgetall(keys.session(id)), redis.pipeline()))) as SessionHash[];
+        ids.forEach((id, i) => {
+          const record = parseSession(id, hashes[i] ?? {});
+          if (record !== undefined && record.issuer === issuer && record.tenant === tenant && record.expiresAt > now && record.idleExpiresAt > now) records.push(record);
+        });
+        if (ids.length < PAGE) break;
+      }
+      return records.sort((a, b) => a.createdAt - b.createdAt || (a.idHash < b.idHash ? -1 : 1)).slice(0, limit);
+    },
+
     async deleteExpired(now: number, limit: number): Promise<number> {
       await connected();
       // Sessions Redis already dropped by TTL count too: their leftovers were just removed, and counting
       // them keeps the caller looping while the batch was full.
-      const removed = Number(await redis.thDeleteExpired(keys.deadlines, now, limit, keys.session(''), keys.lease('')));
+      const removed = Number(await redis.thDeleteExpired(keys.deadlines, now, limit, keys.session('')));
       // Index hygiene (members whose session vanished by TTL; their sets expire by TTL too) only once the
       // backlog is done: while the caller loops over full batches, it would double every batch's cost.
       if (removed < limit) await sweepIndexes(limit);
       return removed;
     },
 
-    async acquireRefreshLease(idHash: string, owner: string, ttlMs: number, _now: number): Promise<boolean> {
-      // Redis measures the lease on its own clock (PX), so `now` is not needed.
+    async acquireRefreshLease(idHash: string, owner: string, ttlMs: number, takeOver?: LeaseHolder): Promise<LeaseAttempt> {
       await connected();
-      return (await redis.thAcquireLease(keys.session(idHash), keys.lease(idHash), owner, ttlMs)) === 1;
+      const reply = (await redis.thAcquireLease(
+        keys.session(idHash),
+        owner,
+        ttlMs,
+        takeOver?.owner ?? '',
+        takeOver === undefined ? '' : String(takeOver.expiresAt),
+      )) as [number, string?, string?, string?];
+      if (reply[0] === 1) return { state: 'acquired' };
+      if (reply[0] === 0) return { state: 'gone' };
+      const expiresAt = Number(reply[2]);
+      return { state: 'held', holder: { owner: String(reply[1]), expiresAt }, expired: expiresAt <= Number(reply[3]) };
+    },
+
+    async renewRefreshLease(idHash: string, owner: string, ttlMs: number): Promise<boolean> {
+      await connected();
+      return (await redis.thRenewLease(keys.session(idHash), owner, ttlMs)) === 1;
     },
 
     async releaseRefreshLease(idHash: string, owner: string): Promise<void> {
       await connected();
-      await redis.thReleaseLease(keys.lease(idHash), owner);
+      await redis.thReleaseLease(keys.session(idHash), owner);
+    },
+
+    async completeRefresh(idHash: string, owner: string, update: PayloadUpdate): Promise<number | null> {
+      await connected();
+      const result = await redis.thCompleteRefresh(
+        keys.session(idHash),
+        owner,
+        update.payload,
+        update.accessExpiresAt === null ? '' : String(update.accessExpiresAt),
+      );
+      return result === null ? null : Number(result);
     },
 
     async countActive(now: number): Promise<number> {
@@ -343,6 +388,17 @@ export function createRedisStore(options: RedisStoreOptions): SessionStore {
         if (channel === keys.channel) listeners.emit(decodeInvalidation(message));
       });
       subscriber.subscribe(keys.channel).catch(onError);
+    },
+
+    async recordTokenUse(key: string, expiresAt: number, _now: number): Promise<boolean> {
+      // SET NX: atomic; Redis drops the record itself at expiresAt (its own clock).
+      await connected();
+      return (await redis.set(keys.usedToken(key), '1', 'PXAT', expiresAt, 'NX')) === 'OK';
+    },
+
+    async forgetTokenUse(key: string): Promise<void> {
+      await connected();
+      await redis.del(keys.usedToken(key));
     },
 
     async putClientRegistration(id: string, sealed: string): Promise<void> {

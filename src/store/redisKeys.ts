@@ -1,12 +1,13 @@
 /**
  * Redis key layout (P = keyPrefix, default `th:`):
  *
- *   P s:{idHash}               hash    the session; null fields are absent; PEXPIREAT max(expiresAt, idleExpiresAt)
- *   P l:{idHash}               string  refresh lease: the owner, with PX ttl
+ *   P s:{idHash}               hash    the session (and its refresh lease: leaseOwner, leaseExpiresAt); null
+ *                                      fields are absent; PEXPIREAT max(expiresAt, idleExpiresAt)
  *   P i:sub:{issuer}:{sub}     set     idHashes of a subject at an issuer (expires with its longest-lived member)
  *   P i:sid:{issuer}:{sid}     set     idHashes carrying an OIDC sid at an issuer (same)
  *   P deadlines                zset    idHash scored by min(expiresAt, idleExpiresAt): the sweep and count index
  *   P c:{id}                   hash    client registration {sealed, updatedAt}
+ *   P u:{key}                  string  a used one-time token (back-channel logout jti), with PXAT expiry
  *   P meta                     hash    {schemaVersion}
  *   P invalidate               channel pub/sub invalidations (JSON array of idHashes)
  *
@@ -26,11 +27,11 @@ function escapeGlob(value: string): string {
 
 export interface RedisKeys {
   session(idHash: string): string;
-  lease(idHash: string): string;
   bySubject(issuer: string, sub: string): string;
   bySid(issuer: string, sid: string): string;
   readonly deadlines: string;
   clientRegistration(id: string): string;
+  usedToken(key: string): string;
   readonly meta: string;
   readonly channel: string;
   /** SCAN MATCH pattern for all index sets. */
@@ -40,11 +41,11 @@ export interface RedisKeys {
 export function redisKeys(prefix: string): RedisKeys {
   return {
     session: (idHash) => `${prefix}s:${idHash}`,
-    lease: (idHash) => `${prefix}l:${idHash}`,
     bySubject: (issuer, sub) => `${prefix}i:sub:${escapeKeyPart(issuer)}:${escapeKeyPart(sub)}`,
     bySid: (issuer, sid) => `${prefix}i:sid:${escapeKeyPart(issuer)}:${escapeKeyPart(sid)}`,
     deadlines: `${prefix}deadlines`,
     clientRegistration: (id) => `${prefix}c:${escapeKeyPart(id)}`,
+    usedToken: (key) => `${prefix}u:${escapeKeyPart(key)}`,
     meta: `${prefix}meta`,
     channel: `${prefix}invalidate`,
     indexPattern: `${escapeGlob(prefix)}i:*`,

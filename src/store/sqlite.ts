@@ -80,11 +80,11 @@ export function createSqliteStore(options: SqliteStoreOptions): SessionStore {
   let touchStatement: Database.Statement<[number, number, string]> | undefined;
   const prepareGet = () =>
     (getStatement ??= database.prepare<[string], SessionRow>(
-      `select ${SESSION_COLUMNS.join(', ')} from sessions where id_hash = ?`,
+      `select ${SESSION_COLUMNS.join(', ')} from token_handler_sessions where id_hash = ?`,
     ));
   const prepareTouch = () =>
     (touchStatement ??= database.prepare<[number, number, string]>(
-      'update sessions set last_used_at = ?, idle_expires_at = min(?, expires_at) where id_hash = ?',
+      'update token_handler_sessions set last_used_at = ?, idle_expires_at = min(?, expires_at) where id_hash = ?',
     ));
 
   const fileKey = inMemory ? undefined : resolve(options.path);
@@ -116,9 +116,13 @@ export function createSqliteStore(options: SqliteStoreOptions): SessionStore {
         // migration rolls back instead of leaving a half-built schema.
         await beginImmediate(database, options.migrateLockTimeoutMs ?? 30_000, busyTimeoutMs);
         try {
+          // Tables of a release before 0004 are renamed only when our own bookkeeping says we made them.
+          const renameUnprefixed =
+            database.prepare(`select 1 from sqlite_master where type = 'table' and name = ?`).get(MIGRATION_TABLE) !== undefined &&
+            database.prepare(`select 1 from "${MIGRATION_TABLE}" where name = '0001_initial'`).get() !== undefined;
           const migrator = new Migrator({
             db: conn,
-            provider: storeMigrationProvider(),
+            provider: storeMigrationProvider({ renameUnprefixed }),
             migrationTableName: MIGRATION_TABLE,
             migrationLockTableName: MIGRATION_LOCK_TABLE,
           });
@@ -178,9 +182,9 @@ const ACTIVE_COUNT_SLICE = 20_000;
 
 function prepareActiveCount(database: Database.Database): ActiveCountStatements {
   return {
-    boundary: database.prepare<[number, number], number>('select idle_expires_at from sessions where idle_expires_at > ? order by idle_expires_at limit 1 offset ?').pluck(),
-    slice: database.prepare<[number, number, number], number>('select count(*) from sessions where idle_expires_at > ? and idle_expires_at <= ? and expires_at >= ?').pluck(),
-    rest: database.prepare<[number, number], number>('select count(*) from sessions where idle_expires_at > ? and expires_at >= ?').pluck(),
+    boundary: database.prepare<[number, number], number>('select idle_expires_at from token_handler_sessions where idle_expires_at > ? order by idle_expires_at limit 1 offset ?').pluck(),
+    slice: database.prepare<[number, number, number], number>('select count(*) from token_handler_sessions where idle_expires_at > ? and idle_expires_at <= ? and expires_at >= ?').pluck(),
+    rest: database.prepare<[number, number], number>('select count(*) from token_handler_sessions where idle_expires_at > ? and expires_at >= ?').pluck(),
   };
 }
 

@@ -31,9 +31,21 @@ export interface ClientRegistrationsTable {
   updated_at: number;
 }
 
+/** One-time tokens already used (back-channel logout `jti`s), until they could no longer be accepted anyway. */
+export interface UsedTokensTable {
+  key: string;
+  expires_at: number;
+}
+
+/**
+ * Our tables carry the service's name, so they never meet another application's in a shared database or
+ * SQLite file: go-token-handler's `sessions` table in particular, beside which token-handler starts in
+ * place (migration 0004 renames the unprefixed tables of earlier releases).
+ */
 export interface StoreDatabase {
-  sessions: SessionsTable;
-  client_registrations: ClientRegistrationsTable;
+  token_handler_sessions: SessionsTable;
+  token_handler_client_registrations: ClientRegistrationsTable;
+  token_handler_used_tokens: UsedTokensTable;
 }
 
 /** The session columns a read returns (the lease columns are internal). */

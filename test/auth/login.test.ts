@@ -167,14 +167,24 @@ describe('OIDC login, sessions and logout against a real OpenID Provider', () =>
     expect(replay.cookie('session', th.base)).toBeUndefined();
   });
 
-  it('maps an IdP error (access_denied) to a clear 400 without a session', async () => {
+  it('a user who cancels at the IdP (access_denied) goes back to the app (/?error=access_denied), without a session', async () => {
     const browser = createBrowser();
     const start = await browser.get(`${th.base}${API}/clients/default/auth`);
     const state = new URL(start.headers.get('location')!).searchParams.get('state')!;
     const res = await browser.get(`${th.base}${API}/clients/default/callback?error=access_denied&error_description=nope&state=${state}&iss=${encodeURIComponent(idp.issuer)}`);
+    expect(res.status).toBe(302);
+    expect(res.headers.get('location')).toBe(`${th.base}/?error=access_denied`);
+    expect(browser.cookie('session', th.base)).toBeUndefined();
+  });
+
+  it('maps another IdP error (temporarily_unavailable) to a clear 400 without a session', async () => {
+    const browser = createBrowser();
+    const start = await browser.get(`${th.base}${API}/clients/default/auth`);
+    const state = new URL(start.headers.get('location')!).searchParams.get('state')!;
+    const res = await browser.get(`${th.base}${API}/clients/default/callback?error=temporarily_unavailable&state=${state}&iss=${encodeURIComponent(idp.issuer)}`);
     expect(res.status).toBe(400);
     const body = (await res.json()) as { error: string };
-    expect(body.error).toBe('access_denied');
+    expect(body.error).toBe('temporarily_unavailable');
     expect(browser.cookie('session', th.base)).toBeUndefined();
   });
 
@@ -221,12 +231,13 @@ describe('OIDC login, sessions and logout against a real OpenID Provider', () =>
     expect(idp.endSessionCount).toBe(endBefore + 1);
   });
 
-  it('GET logout requires the sid guard from /sessions (a cross-site GET does not log out)', async () => {
+  it('GET logout with the sid guard from /sessions logs out; without it (nothing shows where it came from) it only asks', async () => {
     const browser = createBrowser();
     await login(browser);
     const [view] = (await (await browser.get(`${th.base}${API}/sessions`)).json()) as Array<{ logoutUrl: string }>;
-    const forged = await browser.get(`${th.base}${API}/clients/default/logout`);
-    expect(forged.status).toBe(403);
+    const unexplained = await browser.get(`${th.base}${API}/clients/default/logout`);
+    expect(unexplained.status).toBe(200);
+    expect(await unexplained.text()).toContain('Sign out of');
     expect(((await (await browser.get(`${th.base}${API}/sessions`)).json()) as unknown[]).length).toBe(1);
     const res = await browser.get(`${th.base}${view!.logoutUrl}`);
     expect(res.status).toBe(302);

@@ -191,9 +191,33 @@ describe('errors', () => {
     expect(load(['--db_type', 'postgres', '--db_host', 'db', '--db_name', 'th']).config.db.type).toBe('postgresql');
   });
 
+  it("takes DB_HOST=host:port as go-token-handler's users wrote it (issue 21.3)", () => {
+    const db = (argv: string[], env: Record<string, string> = {}) => {
+      const { host, port } = load(['--db_type', 'postgresql', '--db_name', 'th', ...argv], { env }).config.db;
+      return { host, port };
+    };
+    expect(db([], { DB_HOST: '127.0.0.1:5433' })).toEqual({ host: '127.0.0.1', port: 5433 });
+    expect(db(['--db-host', 'db.internal:6543'])).toEqual({ host: 'db.internal', port: 6543 });
+    expect(db(['--db_host', '[::1]:5433'])).toEqual({ host: '::1', port: 5433 });
+    expect(db(['--db_host', '::1'])).toEqual({ host: '::1', port: undefined });
+    expect(db(['--db_host', 'db', '--db_port', '5434'])).toEqual({ host: 'db', port: 5434 });
+    expect(db(['--db_host', 'db:5434', '--db_port', '5434'])).toEqual({ host: 'db', port: 5434 });
+    expect(problemsOf(['--db_type', 'postgresql', '--db_name', 'th', '--db_host', 'db:5433', '--db_port', '5434'])[0]).toMatch(/names port 5433, but --db_port is 5434/);
+    expect(problemsOf(['--db_type', 'postgresql', '--db_name', 'th', '--db_host', 'db:70000'])[0]).toMatch(/the port must be 1-65535/);
+  });
+
   it('refuses a metrics listener on the main address and an old key without a current one', () => {
     expect(problemsOf(['--metrics_listen_addr', '127.0.0.1:9080'])[0]).toMatch(/the same address as --listen_addr/);
     expect(problemsOf(['--session_old_db_key', 'o'.repeat(32)])[0]).toMatch(/set --session_db_key \(SESSION_DB_KEY\) too/);
+  });
+
+  it('refuses a forward-auth listener on the main or the metrics address (it answers with tokens)', () => {
+    expect(problemsOf(['--forward_auth_listen_addr', '127.0.0.1:9080'])[0]).toMatch(/forward_auth_listen_addr.*the same address as --listen_addr/);
+    expect(problemsOf(['--forward_auth_listen_addr', ':9080'])[0]).toMatch(/the same address as --listen_addr/);
+    expect(problemsOf(['--metrics_listen_addr', ':9100', '--forward_auth_listen_addr', '127.0.0.1:9100'])[0]).toMatch(/the same address as --metrics_listen_addr/);
+    expect(load(['--forward_auth_listen_addr', '127.0.0.1:4181']).config.forwardAuthListen).toEqual({ host: '127.0.0.1', port: 4181 });
+    expect(problemsOf(['--forward_auth_allow', '10.0.0.0/8'])[0]).toMatch(/set --forward_auth_listen_addr/);
+    expect(problemsOf(['--forward_auth_listen_addr', ':4181', '--forward_auth_allow', 'nginx.internal'])[0]).toMatch(/item "nginx.internal" must be an IP address/);
   });
 
   it('formats a ConfigError for main.ts', () => {

@@ -1,12 +1,15 @@
-import { readFileSync } from 'node:fs';
+import { copyFileSync, readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parseArgv, helpOrVersion } from '../../src/config/cli.ts';
 import { configurationMarkdown } from '../../src/config/docs.ts';
+import { ConfigError } from '../../src/config/errors.ts';
 import { helpText, optionDef, optionKeys, versionText } from '../../src/config/options.ts';
 import type { OptionKey } from '../../src/config/options.ts';
 import type { Config } from '../../src/config/types.ts';
-import { OIDC, load, tempDir, writeFiles } from './helpers.ts';
+import { selfSigned } from '../support/tls.ts';
+import { OIDC, load, problemsOf, tempDir, writeFiles } from './helpers.ts';
 
 /** The go-token-handler flag table (its typos fixed: DB_NAME, SESSION_OLD_DB_KEY): a contract. */
 const SEED_OPTIONS: [flag: string, env: string][] = [
@@ -61,13 +64,17 @@ const SAMPLES: Record<OptionKey, Sample> = {
   },
   logLevel: { value: 'debug', get: (c) => c.logLevel, want: 'debug' },
   listenAddr: { value: '127.0.0.1:8080', get: (c) => c.listen, want: { host: '127.0.0.1', port: 8080 } },
+  workers: { value: '3', get: (c) => c.workers, want: 3 },
   metricsListenAddr: { value: ':9100', get: (c) => c.metricsListen, want: { host: '0.0.0.0', port: 9100 } },
+  forwardAuthListenAddr: { value: '127.0.0.1:4181', get: (c) => c.forwardAuthListen, want: { host: '127.0.0.1', port: 4181 } },
+  forwardAuthAllow: { value: '10.0.0.0/8, 127.0.0.1,loopback', extras: ['--forward_auth_listen_addr', '127.0.0.1:4181'], get: (c) => c.forwardAuthAllow, want: ['10.0.0.0/8', '127.0.0.1', 'loopback'] },
   basePath: { value: '/bff/v2', get: (c) => c.basePath, want: '/bff/v2' },
   publicUrl: { value: 'https://app.example.com', get: (c) => c.publicUrl, want: 'https://app.example.com' },
   trustProxy: { value: '10.0.0.0/8, 127.0.0.1', get: (c) => c.trustProxy, want: ['10.0.0.0/8', '127.0.0.1'] },
   tlsCert: { value: file('cert.pem'), extras: ['--tls_key', file('key.pem')], get: (c) => c.tls, want: { certFile: file('cert.pem'), keyFile: file('key.pem') } },
   tlsKey: { value: file('key.pem'), extras: ['--tls_cert', file('cert.pem')], get: (c) => c.tls, want: { certFile: file('cert.pem'), keyFile: file('key.pem') } },
   legacyRoutes: { value: 'false', get: (c) => c.legacyRoutes, want: false },
+  readyzStrict: { value: 'true', get: (c) => c.readyzStrict, want: true },
   config: { value: file('config.yaml'), get: (c) => c.logLevel, want: 'trace' },
   proxyConfig: { value: file('proxy.yaml'), extras: OIDC, get: (c) => c.targets.map((t) => t.mountPath), want: ['/proxy'] },
   cookieName: { value: 'sid', get: (c) => c.cookie.name, want: 'sid' },
@@ -76,6 +83,7 @@ const SAMPLES: Record<OptionKey, Sample> = {
   cookieSecure: { value: 'true', get: (c) => c.cookie.secure, want: true },
   csrfCookieName: { value: 'CSRF', get: (c) => c.csrf.cookieName, want: 'CSRF' },
   csrfHeaderName: { value: 'X-CSRF', get: (c) => c.csrf.headerName, want: 'X-CSRF' },
+  csrfMode: { value: 'origin', get: (c) => c.csrf.mode, want: 'origin' },
   tenantHeader: { value: 'X-Tenant', get: (c) => c.tenantHeader, want: 'X-Tenant' },
   sessionAuthSecret: { value: 'a'.repeat(32), get: (c) => c.session.authSecrets.map(String), want: ['a'.repeat(32)] },
   sessionOldAuthSecret: { value: 'b'.repeat(64), get: (c) => c.session.authSecrets.map((s) => s.length), want: [32, 64] },
@@ -97,6 +105,7 @@ const SAMPLES: Record<OptionKey, Sample> = {
   sessionIdleLifetime: { value: '15m', get: (c) => c.session.idleLifetimeSec, want: 900 },
   sessionSweepInterval: { value: '1h30m', get: (c) => c.session.sweepIntervalSec, want: 5400 },
   sessionSweepBatchSize: { value: '50', get: (c) => c.session.sweepBatchSize, want: 50 },
+  maxSessionsPerUser: { value: '3', get: (c) => c.session.maxPerUser, want: 3 },
   refreshSkew: { value: '90', get: (c) => c.session.refreshSkewSec, want: 90 },
   sessionCacheTtl: { value: '1500ms', get: (c) => c.session.cacheTtlMs, want: 1500 },
   dbSchema: { value: 'token_handler', get: (c) => c.db.schema, want: 'token_handler' },
@@ -129,11 +138,59 @@ const SAMPLES: Record<OptionKey, Sample> = {
     get: (c) => firstClient(c)?.allowedOrigins,
     want: ['https://a.example.com', 'https://b.example.com:8443'],
   },
+  oidcEndSessionMethod: { value: 'post', extras: OIDC, get: (c) => firstClient(c)?.endSessionMethod, want: 'post' },
+  oidcAuthParams: {
+    value: 'audience=https%3A%2F%2Fapi.example.com&acr_values=mfa',
+    extras: OIDC,
+    get: (c) => firstClient(c)?.extraAuthParams,
+    want: { audience: 'https://api.example.com', acr_values: 'mfa' },
+  },
+  oidcRoleClaims: {
+    value: 'https://example.com/roles, resource_access["my.app"].roles',
+    extras: OIDC,
+    get: (c) => firstClient(c)?.roleClaims,
+    want: [['https://example.com/roles'], ['resource_access', 'my.app', 'roles']],
+  },
+  oidcUserinfo: { value: 'true', extras: OIDC, get: (c) => firstClient(c)?.userinfo, want: true },
+  oidcEndSessionUrl: {
+    value: 'https://tenant.auth0.com/v2/logout?client_id={client_id}&returnTo={post_logout_redirect_uri}',
+    extras: OIDC,
+    get: (c) => firstClient(c)?.endSessionUrl,
+    want: 'https://tenant.auth0.com/v2/logout?client_id={client_id}&returnTo={post_logout_redirect_uri}',
+  },
+  oidcPrivateKeyFile: {
+    value: file('client-key.pem'),
+    extras: ['--oidc_issuer', 'https://idp.example.com', '--oidc_client_id', 'th'],
+    get: (c) => [firstClient(c)?.clientKey?.alg, firstClient(c)?.clientSecret],
+    want: ['ES256', undefined],
+  },
+  oidcPrivateKeyId: {
+    value: 'key-2026',
+    extras: ['--oidc_issuer', 'https://idp.example.com', '--oidc_client_id', 'th', '--oidc_private_key_file', file('client-key.pem')],
+    get: (c) => firstClient(c)?.clientKey?.kid,
+    want: 'key-2026',
+  },
+  oidcCertificateFile: {
+    value: file('client-cert.pem'),
+    extras: ['--oidc_issuer', 'https://idp.example.com', '--oidc_client_id', 'th', '--oidc_private_key_file', file('client-key.pem')],
+    get: (c) => typeof firstClient(c)?.clientKey?.x5tS256,
+    want: 'string',
+  },
+  oidcPar: { value: 'true', extras: OIDC, get: (c) => firstClient(c)?.par, want: true },
+  oidcAllowedTids: {
+    value: '72f988bf-86f1-41af-91ab-2d7cd011db47,f8cdef31-a31e-4b4a-93e4-5f571e91255a',
+    extras: OIDC,
+    get: (c) => firstClient(c)?.allowedTids,
+    want: ['72f988bf-86f1-41af-91ab-2d7cd011db47', 'f8cdef31-a31e-4b4a-93e4-5f571e91255a'],
+  },
   oidcTimeout: { value: '2500ms', get: (c) => c.oidc.timeoutMs, want: 2500 },
   oidcAllowInsecureIssuer: { value: 'true', get: (c) => c.oidc.allowInsecureIssuer, want: true },
   maxBodySize: { value: '1gb', get: (c) => c.limits.maxBodyBytes, want: 1024 ** 3 },
   maxHeaderSize: { value: '32kb', get: (c) => c.limits.maxHeaderBytes, want: 32 * 1024 },
   loginRateLimit: { value: '0', get: (c) => c.rateLimit.loginPerMinute, want: 0 },
+  configWatch: { value: 'false', get: (c) => c.configWatch, want: false },
+  directoryUrl: { value: 'https://directory.example/directory/v2/namespaces/platform/entries', get: (c) => c.directory?.sources, want: ['https://directory.example/directory/v2/namespaces/platform/entries'] },
+  directoryRefresh: { value: '5m', extras: ['--directory_url', 'https://directory.example/entries'], get: (c) => c.directory?.refreshMs, want: 300_000 },
 };
 
 beforeAll(() => {
@@ -143,6 +200,10 @@ beforeAll(() => {
     'config.yaml': 'log_level: trace\n',
     'proxy.yaml': 'proxies:\n  - endpoint: /proxy\n    target: http://127.0.0.1:9081\n',
   });
+  // A real P-256 key and its certificate, for the private_key_jwt options.
+  const { certFile, keyFile } = selfSigned();
+  copyFileSync(keyFile, file('client-key.pem'));
+  copyFileSync(certFile, file('client-cert.pem'));
 });
 
 describe('every option in the table', () => {
@@ -165,11 +226,15 @@ describe('every option in the table', () => {
     });
 
     it('is not already the default (so the sample proves the wiring)', () => {
-      let withoutIt: unknown = 'refused without the option';
+      let withoutIt: unknown;
       try {
         withoutIt = sample.get(load(extras).config);
-      } catch {
-        // Required by its companions: the option is wired if loading fails without it.
+      } catch (error) {
+        // Required by its companions: loading without it must fail for its sake, naming it; any other
+        // failure is a bug of the sample (or of loading) and fails the test.
+        if (!(error instanceof ConfigError)) throw error;
+        expect(error.problems.join('\n'), `refused without --${flag}, for another reason`).toContain(`--${flag}`);
+        return;
       }
       expect(withoutIt).not.toEqual(sample.want);
     });
@@ -236,6 +301,18 @@ describe('command line syntax', () => {
   it('takes a switch alone as true and --switch=false as false', () => {
     expect(load(['--legacy_routes=false']).config.legacyRoutes).toBe(false);
     expect(load(['--oidc_allow_insecure_issuer']).config.oidc.allowInsecureIssuer).toBe(true);
+  });
+
+  it('takes --workers auto as the available parallelism, defaults to 1, refuses 0 and words', () => {
+    expect(load([]).config.workers).toBe(1);
+    expect(load(['--workers', 'auto']).config.workers).toBe(availableParallelism());
+    expect(load([], { env: { WORKERS: 'AUTO' } }).config.workers).toBe(availableParallelism());
+    expect(problemsOf(['--workers', '0'])).toEqual(['--workers "0" (from flag --workers): must be a whole number between 1 and 1024']);
+    expect(problemsOf(['--workers', 'many'])).toHaveLength(1);
+    expect(problemsOf(['--workers', '2', '--db_path', ':memory:'])).toEqual([
+      '--workers "2" (from flag --workers): workers share the session store, and an in-memory SQLite database (:memory:) is one process\'s; use a database file (--db_path)',
+    ]);
+    expect(load(['--workers', '2', '--db_path', 'sessions.db']).config.workers).toBe(2);
   });
 
   it('lets the last occurrence win, as Go flag does', () => {

@@ -32,12 +32,45 @@ describe('go-token-handler proxy file', () => {
         tokenRequirement: 'user',
         timeoutMs: 90_000,
         headers: {},
-        passSetCookie: false,
+        // As go-token-handler did: upstream cookies reach the browser, origin-verification CSRF, Go's error shape.
+        passSetCookie: true,
+        allowMethodOverride: false,
         pool: { connections: 100, keepAliveTimeoutMs: 120_000, keepAliveMaxTimeoutMs: 30_000 },
         websocket: false,
+        csrf: { mode: 'origin', allMethods: false, allowCrossSiteGet: false },
+        goErrors: true,
+        redirectBareMount: false,
       },
       expect.objectContaining({ id: 'api-orders', mountPath: '/api/orders', url: 'https://orders.internal.example.com/v1', timeoutMs: 30_000, pool: DEFAULT_POOL }),
     ]);
+  });
+
+  it("accepts an endpoint with a trailing slash (Go ServeMux's subtree pattern) and our parameters keys", () => {
+    const dir = withFile(
+      'p.yaml',
+      'proxies:\n  - endpoint: /api/\n    target: http://127.0.0.1:9081/v1\n    parameters:\n      pass-set-cookie: false\n      csrf: token\n      allow-cross-site-get: true\n  - endpoint: /proxy\n    target: http://127.0.0.1:9082\n',
+    );
+    const { config } = load([...OIDC, '--proxy_config', 'p.yaml'], { cwd: dir });
+    expect(config.targets[0]).toMatchObject({
+      id: 'api',
+      mountPath: '/api',
+      redirectBareMount: true,
+      passSetCookie: false,
+      csrf: { mode: 'token', allMethods: false, allowCrossSiteGet: true },
+      goErrors: true,
+    });
+    expect(config.targets[1]).toMatchObject({ id: 'proxy', mountPath: '/proxy', redirectBareMount: false, passSetCookie: true, csrf: { mode: 'origin' } });
+  });
+
+  it('applies --csrf_mode to every target that names no mode, Go entries too; our targets default to token', () => {
+    const dir = withFile(
+      'p.yaml',
+      'proxies:\n  - endpoint: /proxy\n    target: http://127.0.0.1:9081\ntargets:\n  - id: ours\n    url: http://127.0.0.1:9082\n  - id: strict\n    url: http://127.0.0.1:9083\n    csrf: origin\n    csrfAllMethods: true\n',
+    );
+    const modes = (argv: string[]) => load([...OIDC, '--proxy_config', 'p.yaml', ...argv], { cwd: dir }).config.targets.map((t) => [t.id, t.csrf.mode, t.csrf.allMethods]);
+    expect(modes([])).toEqual([['ours', 'token', false], ['strict', 'origin', true], ['proxy', 'origin', false]]);
+    expect(modes(['--csrf_mode', 'token'])).toEqual([['ours', 'token', false], ['strict', 'origin', true], ['proxy', 'token', false]]);
+    expect(modes(['--csrf-mode=origin'])).toEqual([['ours', 'origin', false], ['strict', 'origin', true], ['proxy', 'origin', false]]);
   });
 
   it('accepts the camelCase parameters of older releases', () => {
@@ -55,7 +88,7 @@ describe('go-token-handler proxy file', () => {
     ]);
     const nested = withFile('p.yaml', 'proxies:\n  - endpoint: /proxy\n    target: http://127.0.0.1:9081\n    parameters:\n      max-conns: 5\n    retries: 2\n');
     expect(problemsOf([...OIDC, '--proxy_config', 'p.yaml'], { cwd: nested })).toEqual([
-      'proxy file proxies[0].parameters: unknown key "max-conns"; allowed: idle-conn-timeout, max-idle-conns, keep-alive, timeout, idleConnTimeout, maxIdleConns, dialKeepAlive, dialTimeout',
+      'proxy file proxies[0].parameters: unknown key "max-conns"; allowed: idle-conn-timeout, max-idle-conns, keep-alive, timeout, idleConnTimeout, maxIdleConns, dialKeepAlive, dialTimeout, pass-set-cookie, csrf, allow-cross-site-get',
       'proxy file proxies[0]: unknown key "retries"; allowed: endpoint, target, parameters',
     ]);
   });
@@ -104,6 +137,7 @@ targets:
     timeout: 5
     headers: { X-Api-Version: "2" }
     passSetCookie: true
+    allowMethodOverride: true
     websocket: true
     pool: { connections: 5, keepAliveTimeout: 1s, keepAliveMaxTimeout: 10m }
 `,
@@ -116,7 +150,7 @@ targets:
       ['public', '/bff/targets/public'],
       ['legacy', '/legacy'],
     ]);
-    expect(config.targets[0]).toMatchObject({ clientId: 'default', methods: DEFAULT_METHODS, tokenRequirement: 'user', timeoutMs: 30_000, pool: DEFAULT_POOL, websocket: false, passSetCookie: false });
+    expect(config.targets[0]).toMatchObject({ clientId: 'default', methods: DEFAULT_METHODS, tokenRequirement: 'user', timeoutMs: 30_000, pool: DEFAULT_POOL, websocket: false, passSetCookie: false, allowMethodOverride: false });
     expect(config.targets[1]).toEqual({
       id: 'catalog',
       url: 'http://catalog.internal:8080',
@@ -127,10 +161,15 @@ targets:
       timeoutMs: 5000,
       headers: { 'X-Api-Version': '2' },
       passSetCookie: true,
+      allowMethodOverride: true,
       pool: { connections: 5, keepAliveTimeoutMs: 1000, keepAliveMaxTimeoutMs: 600_000 },
       websocket: true,
+      csrf: { mode: 'token', allMethods: false, allowCrossSiteGet: false },
+      goErrors: false,
+      redirectBareMount: false,
     });
-    expect(config.targets[2]).toMatchObject({ tokenRequirement: 'none', headers: { Authorization: 'ApiKey k' } });
+    // A target that sends no token lets cross-site links through: there is no token to ride on.
+    expect(config.targets[2]).toMatchObject({ tokenRequirement: 'none', headers: { Authorization: 'ApiKey k' }, csrf: { allowCrossSiteGet: true } });
   });
 
   it('allows a none target without any client', () => {
@@ -158,7 +197,7 @@ targets:
     );
     expect(problemsOf([...OIDC, '--config', 'th.yaml'], { cwd: dir })).toEqual([
       'config file targets[11].tokenRequirement: must be one of user, user-or-none, none',
-      'config file targets[11]: unknown key "colour"; allowed: id, url, mountPath, client, methods, tokenRequirement, timeout, headers, passSetCookie, websocket, pool',
+      'config file targets[11]: unknown key "colour"; allowed: id, url, mountPath, client, methods, tokenRequirement, timeout, headers, passSetCookie, allowMethodOverride, websocket, csrf, csrfAllMethods, allowCrossSiteGet, pool',
       'config file targets[10].id "a": duplicate target id (also config file targets[0])',
       'config file targets[0].url "https://a.example.com/api?x=1": must not contain a query (?...)',
       'config file targets[1].mountPath "/api/": must be a path like /api/orders: starting with /, without trailing slash, .. segments, query or fragment',

@@ -217,6 +217,26 @@ describe('dev IdP options', () => {
     }
   });
 
+  it('userinfoForJwtAccessTokens: userinfo answers for its own JWT access tokens (as Keycloak), by their scopes', async () => {
+    const idp = await startDevIdp({ userinfoForJwtAccessTokens: true });
+    const cb = await startCallbackServer();
+    try {
+      const config = await discoverDevIdp({ issuer: idp.issuer });
+      const { tokens } = await runCodeFlow(config, createBrowser(), cb);
+      expect(decodeJwt(tokens.access_token)).toMatchObject({ aud: idp.apiResource, scope: expect.stringContaining('openid') });
+      const info = await client.fetchUserInfo(config, tokens.access_token, 'demo');
+      expect(info).toMatchObject({ sub: 'demo', name: 'Demo User', preferred_username: 'demo', email: 'demo@example.com', roles: ['user'] });
+      // A token it did not sign is refused as oidc-provider would.
+      const [header, payload] = tokens.access_token.split('.');
+      const forged = await fetch(`${idp.issuer}/me`, { headers: { authorization: `Bearer ${header}.${payload}.${'A'.repeat(342)}` } });
+      expect(forged.status).toBe(401);
+      expect(forged.headers.get('www-authenticate')).toMatch(/error="invalid_token"/);
+    } finally {
+      await cb.close();
+      await idp.close();
+    }
+  });
+
   it('runs two issuers under path prefixes on one host without cookie clashes', async () => {
     const [a, b] = await Promise.all([startDevIdp({ issuerPathPrefix: '/a' }), startDevIdp({ issuerPathPrefix: '/b' })]);
     const cb = await startCallbackServer();
@@ -249,6 +269,56 @@ describe('dev IdP options', () => {
       const again = await client.refreshTokenGrant(config, tokens.refresh_token!);
       expect(again.refresh_token ?? tokens.refresh_token).toBe(tokens.refresh_token);
       expect(idp.isRefreshTokenRevoked(tokens.refresh_token!)).toBe(false);
+    } finally {
+      await cb.close();
+      await idp.close();
+    }
+  });
+
+  it('refreshTokenReuseIntervalSec honours a rotated refresh token within the interval, and only then', async () => {
+    const idp = await startDevIdp({ refreshTokenReuseIntervalSec: 1 });
+    const cb = await startCallbackServer();
+    try {
+      const config = await discoverDevIdp({ issuer: idp.issuer });
+      const { tokens } = await runCodeFlow(config, createBrowser(), cb);
+      const rt1 = tokens.refresh_token!;
+      const first = await client.refreshTokenGrant(config, rt1);
+      // Presented again at once (a client that lost the first answer): new tokens, nothing revoked.
+      const again = await client.refreshTokenGrant(config, rt1);
+      expect(again.refresh_token).not.toBe(first.refresh_token);
+      expect(idp.refreshReuseToleratedCount).toBe(1);
+      expect(idp.refreshReuseCount).toBe(0);
+      await expect(client.refreshTokenGrant(config, again.refresh_token!)).resolves.toMatchObject({ access_token: expect.any(String) });
+      expect(idp.refreshGrants.map((g) => g.grantId)).toEqual(Array(3).fill(idp.refreshGrants[0]!.grantId));
+      // Past the interval, reuse is reuse: refused and the grant revoked.
+      await new Promise((r) => setTimeout(r, 1100));
+      await expect(client.refreshTokenGrant(config, rt1)).rejects.toMatchObject({ error: 'invalid_grant' });
+      expect(idp.refreshReuseCount).toBe(1);
+    } finally {
+      await cb.close();
+      await idp.close();
+    }
+  });
+
+  it('holds refresh answers after rotating (setRefreshResponseDelay) and changes the access-token lifetime at run time', async () => {
+    const idp = await startDevIdp({ accessTokenTtlSec: 60 });
+    const cb = await startCallbackServer();
+    try {
+      const config = await discoverDevIdp({ issuer: idp.issuer });
+      const { tokens } = await runCodeFlow(config, createBrowser(), cb);
+      expect(tokens.expires_in).toBe(60);
+      idp.setAccessTokenTtl(7);
+      idp.setRefreshResponseDelay(400);
+      const started = Date.now();
+      const pending = client.refreshTokenGrant(config, tokens.refresh_token!);
+      // The grant is carried out (the old refresh token consumed) before the answer leaves.
+      await new Promise((r) => setTimeout(r, 200));
+      expect(idp.refreshGrantCount).toBe(1);
+      expect(idp.refreshTokenState(tokens.refresh_token!)).toBe('consumed');
+      const refreshed = await pending;
+      expect(Date.now() - started).toBeGreaterThanOrEqual(400);
+      expect(refreshed.expires_in).toBe(7);
+      expect(decodeJwt(refreshed.access_token).exp! - decodeJwt(refreshed.access_token).iat!).toBe(7);
     } finally {
       await cb.close();
       await idp.close();

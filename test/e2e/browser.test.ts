@@ -279,6 +279,52 @@ describe.skipIf(!hasChromium)('demo SPA over http://localhost (token-handler def
   });
 });
 
+describe.skipIf(!hasChromium)('logout with --oidc_end_session_method post: the browser posts the end-session request (#18.13)', () => {
+  let demo: Demo;
+  beforeAll(async () => {
+    // App and IdP on one site (127.0.0.1), as an IdP whose session cookie comes along with a POST from the
+    // app (SameSite=None, or the same site): a SameSite=Lax IdP cookie stays behind on a cross-site POST.
+    demo = await startDemo({ port: 0, idpPort: 0, upstreamPort: 0, logLevel: 'error', appHost: '127.0.0.1', extraArgs: ['--oidc_end_session_method', 'post'] });
+  });
+  afterAll(async () => {
+    await demo?.close();
+  });
+  const ctx = freshContexts(() => demo, false);
+
+  it('the auto-submitted form reaches the IdP (only the nonce script runs), the IdP ends its session, no URL carries the ID token', async () => {
+    const { page, context, guard } = ctx;
+    await logInThroughUi(page, demo);
+    // Learns the session's ID token while its cookie is there (the end-session page's exception needs it).
+    await guard.check(page, 'signed in');
+    const urls: string[] = [];
+    const cspViolations: string[] = [];
+    context.on('request', (request) => urls.push(request.url()));
+    page.on('console', (message) => {
+      if (/Content Security Policy/i.test(message.text())) cspViolations.push(message.text());
+    });
+    const endBefore = demo.idp.endSessionCount;
+
+    await page.locator('#logout').click();
+    await page.waitForURL(`${demo.idp.issuer}/**`);
+    await page.locator('#logout').waitFor(); // the IdP's own "sign out?" page: it found its session
+    await snap(page, 'post-logout', '01-idp-logout-confirm');
+    await guard.check(page, 'IdP logout confirmation');
+    await page.locator('#logout').click();
+    await page.waitForURL(demo.url);
+    await poll(() => page.locator('body').getAttribute('data-session')).toBe('anonymous');
+    expect(demo.idp.endSessionCount).toBe(endBefore + 1);
+
+    expect(urls, 'the end-session request: a POST to the bare endpoint').toContain(`${demo.idp.issuer}/session/end`);
+    expect(urls.filter((url) => /eyJ[\w-]{4,}\.eyJ/.test(url)), 'a token in a URL').toEqual([]);
+    // It went through token-handler's end-session page (the JSON logout's continuation), whose script ran.
+    expect(urls).toContain(new URL('/token-handler/v1/clients/default/end-session', demo.url).href);
+    expect(cspViolations).toEqual([]);
+    // Whatever DevTools caught of that page before it submitted itself may carry the ID token only in its
+    // field (the LeakGuard exception, checked to be this session's ID token); nothing else anywhere.
+    await guard.check(page, 'logged out');
+  });
+});
+
 describe.skipIf(!hasChromium || !hasOpenssl)('demo SPA over https://localhost (--tls_cert/--tls_key, self-signed)', () => {
   let demo: Demo;
   beforeAll(async () => {

@@ -186,9 +186,13 @@ const RECORD_SCRIPT_REPLIES = `(() => {
  * - The demo upstream's /echo reflects the request headers it received, so the echo target's reply carries
  *   `Authorization: Bearer <access token>` back to the page. That is the upstream's doing (a debugging
  *   endpoint), not token-handler's; the reflected header must BE a bearer JWT (the injected token).
-
+ * - token-handler's end-session page (`endSessionMethod: post`) carries the ID token as `id_token_hint`
+ *   in a hidden field of the form it posts to the IdP. It is a top-level document no other script can
+ *   reach (served only for `Sec-Fetch-Dest: document`, CSP frame-ancestors 'none', COOP same-origin), so
+ *   only its DevTools copy is excused, and only that field, which must hold the session's ID token.
+ *
  * The JSON logout reply is not excused: its `redirectTo` is token-handler's own end-session continuation,
- * so the ID token (id_token_hint) only travels in a server-side redirect the page's script cannot read.
+ * so the ID token (id_token_hint) only travels in that page, which the app's script cannot read.
  */
 export class LeakGuard {
   readonly #bodies: Promise<SeenBody | undefined>[] = [];
@@ -198,6 +202,8 @@ export class LeakGuard {
   readonly #appHost: string;
   /** Echo replies whose reflected Authorization header was a bearer JWT (removed before scanning). */
   reflectedBearerTokens = 0;
+  /** The ID tokens of the sessions seen, for the end-session page exception. */
+  readonly #idTokens = new Set<string>();
 
   private constructor(context: BrowserContext, demo: Demo) {
     this.#context = context;
@@ -231,6 +237,7 @@ export class LeakGuard {
         const session = await this.#demo.th.ctx.sessions.resolve(cookie.value, { clientId: 'default', tenant: null });
         const { accessToken, refreshToken, idToken } = session?.payload ?? {};
         for (const token of [accessToken, refreshToken, idToken]) if (token) this.#secrets.add(token);
+        if (idToken) this.#idTokens.add(idToken);
       }
     }
   }
@@ -273,6 +280,12 @@ export class LeakGuard {
   #withoutExcusedTokens(body: SeenBody): string {
     if (body.status !== 200) return body.text;
     const path = new URL(body.url).pathname;
+    if (body.source === 'devtools' && /^\/token-handler\/v1\/clients\/[\w.-]+\/(end-session|logout)$|^\/logout$/.test(path)) {
+      const field = /<input type="hidden" name="id_token_hint" value="([^"]*)">/.exec(body.text);
+      if (field === null) return body.text;
+      expect(this.#idTokens.has(field[1]!), `the id_token_hint of ${body.url} is the session's ID token`).toBe(true);
+      return body.text.replace(field[0], '');
+    }
     if (path.startsWith(`${API}/targets/echo/`)) {
       const echo = JSON.parse(body.text) as { headers: Record<string, unknown>; rawHeaders: string[] };
       const authorization = echo.headers.authorization;

@@ -8,65 +8,32 @@
  * can only be the invalidation message (LISTEN/NOTIFY, pub/sub), not the cache expiring.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startDevIdp, type DevIdp } from '../../src/demo/idp.ts';
-import { startDemoUpstream, type DemoUpstream, type EchoResponse } from '../../src/demo/upstream.ts';
+import type { DevIdp } from '../../src/demo/idp.ts';
+import type { DemoUpstream } from '../../src/demo/upstream.ts';
 import { startTcpProxy } from '../store/net.ts';
 import { createBrowser } from '../support/http.ts';
 import { logoutAtDevIdp } from '../support/login.ts';
 import {
   API,
+  csrfHeaders,
+  echo,
   fleetConfigFile,
   login,
+  loginShortLived,
   sessionCount,
   sleep,
+  startIdpAndUpstream,
   startInstance,
   statusOf,
   withCookie,
   within,
+  type FleetBackend,
   type Instance,
   type StoreNamespace,
 } from './support.ts';
 
-/** Access tokens live 10 s and are refreshed 8 s before they expire: "expiring" 2 s after issue. */
-const ACCESS_TOKEN_TTL_SEC = 10;
-const REFRESH_SKEW_SEC = 8;
-const EXPIRING_AFTER_MS = (ACCESS_TOKEN_TTL_SEC - REFRESH_SKEW_SEC) * 1000;
 /** How soon another instance must see a logout: far below the 60 s cache TTL the fleet runs with. */
 const PROPAGATION_BOUND_MS = 1000;
-
-export interface FleetBackend {
-  name: string;
-  unavailable: string | undefined;
-  namespace(): StoreNamespace;
-  /** Where the real backend listens, for the outage test's TCP proxy. */
-  target: { host: string; port: number };
-}
-
-interface Echo {
-  status: number;
-  token: string | undefined;
-  valid: boolean;
-}
-
-async function echo(base: string, cookie: string): Promise<Echo> {
-  const res = await withCookie(`${base}${API}/targets/api/echo`, cookie);
-  if (res.status !== 200) {
-    await res.arrayBuffer();
-    return { status: res.status, token: undefined, valid: false };
-  }
-  const body = (await res.json()) as EchoResponse;
-  const auth = body.headers.authorization;
-  return { status: 200, token: typeof auth === 'string' ? auth : undefined, valid: body.token.valid };
-}
-
-async function csrfHeaders(base: string, cookie: string): Promise<Record<string, string>> {
-  // GET /sessions hands out the XSRF cookie; a state-changing call echoes it and comes from our origin.
-  const res = await withCookie(`${base}${API}/sessions`, cookie);
-  await res.arrayBuffer();
-  const xsrf = /XSRF-TOKEN=([^;]+)/.exec(res.headers.getSetCookie().join('\n'))?.[1];
-  if (!xsrf) throw new Error('no XSRF cookie from GET /sessions');
-  return { cookie: `session=${cookie}; XSRF-TOKEN=${xsrf}`, 'x-xsrf-token': xsrf, origin: base, accept: 'application/json' };
-}
 
 export function fleetSuite(backend: FleetBackend): void {
   describe.skipIf(backend.unavailable !== undefined)(`a fleet of two processes on one ${backend.name} store`, () => {
@@ -79,15 +46,13 @@ export function fleetSuite(backend: FleetBackend): void {
     const started: Instance[] = [];
 
     const start = async (extra: string[]): Promise<Instance> => {
-      const instance = await startInstance({ issuer: idp.issuer, configFile, extra: [`--refresh_skew=${REFRESH_SKEW_SEC}s`, ...extra] });
+      const instance = await startInstance({ issuer: idp.issuer, configFile, extra });
       started.push(instance);
       return instance;
     };
 
     beforeAll(async () => {
-      // A real OP that rotates refresh tokens (reuse of a rotated one is counted and fails).
-      idp = await startDevIdp({ accessTokenTtlSec: ACCESS_TOKEN_TTL_SEC, rotateRefreshToken: true, refreshTokens: 'always' });
-      upstream = await startDemoUpstream({ jwksUrl: idp.jwksUrl, issuer: idp.issuer });
+      ({ idp, upstream } = await startIdpAndUpstream());
       ns = backend.namespace();
       configFile = fleetConfigFile(upstream.url);
       // A migrates first; B then finds the schema in place (concurrent migration is the contract suite's job).
@@ -111,12 +76,8 @@ export function fleetSuite(backend: FleetBackend): void {
     });
 
     it('50 concurrent requests split over A and B with an expiring token cause exactly one refresh', async () => {
-      const cookie = await login(createBrowser(), a.base);
-      const loggedInAt = Date.now();
-      // Both instances hold the session in their cache, with the token that is about to be "expiring".
-      const first = await echo(a.base, cookie);
-      expect((await echo(b.base, cookie)).token).toBe(first.token);
-      await sleep(Math.max(0, loggedInAt + EXPIRING_AFTER_MS + 300 - Date.now()));
+      const { cookie, refreshDueAt } = await loginShortLived(idp, a.base, createBrowser());
+      await sleep(Math.max(0, refreshDueAt - Date.now()));
       idp.resetCounters();
 
       const results = await Promise.all(Array.from({ length: 50 }, (_, i) => echo(i % 2 === 0 ? a.base : b.base, cookie)));
@@ -127,8 +88,7 @@ export function fleetSuite(backend: FleetBackend): void {
       expect(idp.refreshReuseCount).toBe(0);
       const tokens = new Set(results.map((r) => r.token));
       expect(tokens.size).toBe(1);
-      expect([...tokens][0]).not.toBe(first.token);
-      // Both instances now serve the refreshed token without refreshing again.
+      // Both instances now serve the refreshed (long-lived) token without refreshing again.
       expect((await echo(a.base, cookie)).token).toBe([...tokens][0]);
       expect((await echo(b.base, cookie)).token).toBe([...tokens][0]);
       expect(idp.refreshGrantCount).toBe(1);

@@ -10,9 +10,12 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import pg from 'pg';
+import { startDevIdp, type DevIdp } from '../../src/demo/idp.ts';
+import { startDemoUpstream, type DemoUpstream, type EchoResponse } from '../../src/demo/upstream.ts';
 import { tempDir } from '../support/config.ts';
 import type { Browser } from '../support/http.ts';
 import { loginAtDevIdp } from '../support/login.ts';
+import { devIdpClientFlags } from '../support/process.ts';
 
 export const API = '/token-handler/v1';
 const MAIN = fileURLToPath(new URL('../../src/main.ts', import.meta.url));
@@ -97,6 +100,66 @@ export function redisNamespace(): StoreNamespace {
   };
 }
 
+/** A shared store a suite runs on, once per backend. */
+export interface StoreBackend {
+  name: string;
+  unavailable: string | undefined;
+  namespace(): StoreNamespace;
+}
+
+export interface FleetBackend extends StoreBackend {
+  /** Where the real backend listens, for the outage test's TCP proxy. */
+  target: { host: string; port: number };
+}
+
+/**
+ * Access tokens live long (nothing refreshes behind a test's back), except where a test asks the IdP for
+ * short ones: a 2 s token is due for refresh 1 s after it was issued (half its lifetime), and the tokens
+ * it is refreshed into live long again, so what a test sends after that is not racing any clock.
+ */
+export const ACCESS_TOKEN_TTL_SEC = 300;
+export const SHORT_TTL_SEC = 2;
+
+/**
+ * A real OP that rotates refresh tokens (reuse of a rotated one is counted and fails), issuing access tokens
+ * of `accessTokenTtlSec`, and the demo upstream that validates them.
+ */
+export async function startIdpAndUpstream(accessTokenTtlSec = ACCESS_TOKEN_TTL_SEC): Promise<{ idp: DevIdp; upstream: DemoUpstream }> {
+  const idp = await startDevIdp({ accessTokenTtlSec, rotateRefreshToken: true, refreshTokens: 'always' });
+  try {
+    return { idp, upstream: await startDemoUpstream({ jwksUrl: idp.jwksUrl, issuer: idp.issuer }) };
+  } catch (err) {
+    await idp.close();
+    throw err;
+  }
+}
+
+/**
+ * Logs a browser in through `base` while the IdP issues SHORT_TTL_SEC access tokens (long ones again
+ * after); returns the session cookie and when its token is due for refresh: half a lifetime after it was
+ * issued, which was before the login returned (and 100 ms more).
+ */
+export async function loginShortLived(idp: DevIdp, base: string, browser: Browser): Promise<{ cookie: string; refreshDueAt: number }> {
+  idp.setAccessTokenTtl(SHORT_TTL_SEC);
+  let cookie: string;
+  try {
+    cookie = await login(browser, base);
+  } finally {
+    idp.setAccessTokenTtl(ACCESS_TOKEN_TTL_SEC);
+  }
+  return { cookie, refreshDueAt: Date.now() + (SHORT_TTL_SEC * 1000) / 2 + 100 };
+}
+
+/** Headers of a state-changing call with the session `cookie` from our own page: the XSRF cookie echoed, our Origin. */
+export async function csrfHeaders(base: string, cookie: string): Promise<Record<string, string>> {
+  // GET /sessions hands out the XSRF cookie; a state-changing call echoes it and comes from our origin.
+  const res = await withCookie(`${base}${API}/sessions`, cookie);
+  await res.arrayBuffer();
+  const xsrf = /XSRF-TOKEN=([^;]+)/.exec(res.headers.getSetCookie().join('\n'))?.[1];
+  if (!xsrf) throw new Error('no XSRF cookie from GET /sessions');
+  return { cookie: `session=${cookie}; XSRF-TOKEN=${xsrf}`, 'x-xsrf-token': xsrf, origin: base, accept: 'application/json' };
+}
+
 export interface Instance {
   readonly base: string;
   readonly child: ChildProcess;
@@ -119,10 +182,7 @@ export async function startInstance(args: { issuer: string; configFile: string; 
   const argv = [
     MAIN,
     '--listen_addr=127.0.0.1:0',
-    `--oidc_issuer=${args.issuer}`,
-    '--oidc_client_id=token-handler',
-    '--oidc_client_secret=token-handler-secret',
-    '--oidc_allow_insecure_issuer',
+    ...devIdpClientFlags(args.issuer),
     `--config=${args.configFile}`,
     '--session_sweep_interval=1h',
     '--log_level=info',
@@ -215,3 +275,23 @@ export async function within(timeoutMs: number, check: () => Promise<boolean>, w
 }
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+export interface Echo {
+  status: number;
+  /** The Authorization header the upstream received. */
+  token: string | undefined;
+  /** Whether the upstream found the bearer token valid (signature, issuer, expiry). */
+  valid: boolean;
+}
+
+/** One proxied call to the demo upstream's echo through `base` with the session `cookie`. */
+export async function echo(base: string, cookie: string): Promise<Echo> {
+  const res = await withCookie(`${base}${API}/targets/api/echo`, cookie);
+  if (res.status !== 200) {
+    await res.arrayBuffer();
+    return { status: res.status, token: undefined, valid: false };
+  }
+  const body = (await res.json()) as EchoResponse;
+  const auth = body.headers.authorization;
+  return { status: 200, token: typeof auth === 'string' ? auth : undefined, valid: body.token.valid };
+}

@@ -1,101 +1,39 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startDevIdp, type DevIdp } from '../../src/demo/idp.ts';
-import { startDemoUpstream, type DemoUpstream, type EchoResponse } from '../../src/demo/upstream.ts';
-import { tempDir } from '../support/config.ts';
+import type { DevIdp } from '../../src/demo/idp.ts';
+import type { DemoUpstream, EchoResponse } from '../../src/demo/upstream.ts';
 import { createBrowser } from '../support/http.ts';
-import { loginAtDevIdp } from '../support/login.ts';
-
-const MAIN = new URL('../../src/main.ts', import.meta.url).pathname;
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-/** Starts the real token-handler binary in `cwd` and resolves once it listens. */
-async function startProcess(cwd: string, args: string[]): Promise<{ child: ChildProcess; output: () => string }> {
-  const child = spawn(process.execPath, [MAIN, ...args], { cwd, env: { PATH: process.env.PATH ?? '' }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`token-handler did not start:\n${output}`)), 15_000);
-    const check = (): void => {
-      if (/Server listening at/.test(output)) {
-        clearTimeout(timer);
-        resolve();
-      }
-    };
-    child.stdout!.on('data', check);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`token-handler exited with ${code}:\n${output}`));
-    });
-  });
-  return { child, output: () => output };
-}
+import type { Running } from '../support/process.ts';
+import { GO_SESSION_KEYS_ENV, LISTENING, goOidcEnv, legacyLogin, startBinary, startGoSide, writeGoFiles } from './support.ts';
 
 describe('drop-in for go-token-handler: its env file, proxy file, flags and routes', () => {
   let idp: DevIdp;
   let upstream: DemoUpstream;
-  let proc: { child: ChildProcess; output: () => string };
+  let proc: Running;
   let base: string;
 
   beforeAll(async () => {
-    const port = await freePort();
-    base = `http://127.0.0.1:${port}`;
-    // Opaque access tokens: the IdP's userinfo endpoint accepts those (it refuses audience-bound JWTs).
-    idp = await startDevIdp({ redirectUris: [`${base}/callback`], postLogoutRedirectUris: [`${base}/`], jwtAccessTokens: false });
-    upstream = await startDemoUpstream();
-    const dir = tempDir('th-go-compat-');
-    // The go-token-handler proxy file, verbatim.
-    writeFileSync(
-      join(dir, 'proxy.yaml'),
-      ['proxies:', '  - endpoint: /proxy', `    target: ${upstream.url}/echo`, '    parameters:', '      idle-conn-timeout: 120s', '      max-idle-conns: 100', '      keep-alive: 30s', '      timeout: 90s', ''].join('\n'),
-    );
-    // A go-token-handler style token_handler.env, with its key sizes (auth 32 bytes, enc 16, db 32).
-    writeFileSync(
-      join(dir, 'token_handler.env'),
-      [
-        '# go-token-handler configuration',
-        `OIDC_ISSUER=${idp.issuer}`,
-        'OIDC_CLIENT_ID=token-handler',
-        'OIDC_CLIENT_SECRET="token-handler-secret"',
-        `OIDC_REDIRECT_URL=${base}/callback`,
-        `OIDC_POST_LOGIN_REDIRECT_URL=${base}/`,
-        `OIDC_POST_LOGOUT_REDIRECT_URL=${base}/`,
-        'PROXY_CONFIG=proxy.yaml',
-        'DB_TYPE=sqlite',
-        'DB_NAME=sessions.db',
-        'SESSION_AUTH_SECRET=0123456789abcdef0123456789abcdef',
-        'SESSION_ENC_SECRET=0123456789abcdef',
-        'SESSION_DB_KEY=abcdef0123456789abcdef0123456789',
-        '',
-      ].join('\n'),
-    );
+    const side = await startGoSide('th-go-compat-');
+    ({ idp, upstream, base } = side);
+    writeGoFiles(side.dir, {
+      // The go-token-handler proxy file, verbatim.
+      proxy: ['proxies:', '  - endpoint: /proxy', `    target: ${upstream.url}/echo`, '    parameters:', '      idle-conn-timeout: 120s', '      max-idle-conns: 100', '      keep-alive: 30s', '      timeout: 90s'],
+      // A go-token-handler style token_handler.env, with its key sizes (auth 32 bytes, enc 16, db 32).
+      env: ['# go-token-handler configuration', ...goOidcEnv(side, '"token-handler-secret"'), 'DB_TYPE=sqlite', 'DB_NAME=sessions.db', ...GO_SESSION_KEYS_ENV],
+    });
     // Flags spelled with hyphens, as the Go binary did.
-    proc = await startProcess(dir, ['--listen-addr', `127.0.0.1:${port}`, '--log-level', 'info', '--oidc-allow-insecure-issuer']);
+    proc = startBinary(side.dir, ['--listen-addr', `127.0.0.1:${side.port}`, '--log-level', 'info', '--oidc-allow-insecure-issuer'], { PATH: process.env.PATH ?? '' });
+    await proc.waitFor(LISTENING);
   });
 
   afterAll(async () => {
-    proc?.child.kill('SIGTERM');
+    await proc?.stop();
     await upstream?.close();
     await idp?.close();
   });
 
   it('logs in through /login and /callback, serves /userinfo and proxies sub-paths with their query strings', async () => {
     const browser = createBrowser();
-    const flow = await loginAtDevIdp(browser, `${base}/login`, { username: 'demo', password: 'demo' });
+    const flow = await legacyLogin(browser, base);
     expect(new URL(flow.url).pathname).toBe('/callback');
     expect(flow.response.status).toBe(302);
     expect(flow.response.headers.get('location')).toBe(`${base}/`);
@@ -116,22 +54,24 @@ describe('drop-in for go-token-handler: its env file, proxy file, flags and rout
     expect(forwardedCookies).not.toContain('XSRF-TOKEN');
   });
 
-  it('answers /userinfo and the proxy with 401 JSON without a session', async () => {
+  it("answers /userinfo and the proxy with 401 JSON in go-token-handler's shape without a session", async () => {
     const anonymous = createBrowser();
     const info = await anonymous.get(`${base}/userinfo`);
     expect(info.status).toBe(401);
-    expect(((await info.json()) as { error: string }).error).toBe('login_required');
+    expect(info.headers.get('content-type')).toBe('application/json; charset=utf-8');
+    expect(await info.json()).toMatchObject({ code: 401, status: 'Unauthorized', message: 'no session: log in first' });
     const proxied = await anonymous.get(`${base}/proxy/orders`);
     expect(proxied.status).toBe(401);
   });
 
-  it('does not log out on a cross-site GET /logout, does on a same-origin one', async () => {
+  it('does not log out on a cross-site GET /logout (a confirmation page instead), does on a same-origin one', async () => {
     const browser = createBrowser();
-    await loginAtDevIdp(browser, `${base}/login`, { username: 'demo', password: 'demo' });
+    await legacyLogin(browser, base);
     const attempts: Record<string, string>[] = [{ 'sec-fetch-site': 'cross-site' }, { 'sec-fetch-site': 'same-site' }, { referer: 'https://evil.example/page' }, {}];
     for (const headers of attempts) {
       const res = await browser.get(`${base}/logout`, { headers });
-      expect(res.status).toBe(403);
+      expect(res.status).toBe(200);
+      expect(await res.text()).toContain('Sign out of');
       expect((await browser.get(`${base}/userinfo`)).status).toBe(200);
     }
     const res = await browser.get(`${base}/logout`, { headers: { 'sec-fetch-site': 'same-origin' } });
@@ -140,7 +80,7 @@ describe('drop-in for go-token-handler: its env file, proxy file, flags and rout
     expect(location.origin).toBe(new URL(idp.issuer).origin);
     expect(location.searchParams.get('post_logout_redirect_uri')).toBe(`${base}/`);
     expect((await browser.get(`${base}/userinfo`)).status).toBe(401);
-    expect(proc.output()).not.toContain('token-handler-secret');
+    expect(proc.stdout + proc.stderr).not.toContain('token-handler-secret');
   });
 });
 

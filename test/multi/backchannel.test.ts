@@ -17,23 +17,26 @@ describe('back-channel logout', () => {
   let stranger: DevIdp;
   let upstream: DemoUpstream;
   let th: Running;
+  /** A second instance on the same store (the same SQLite file), as in a fleet. */
+  let sibling: Running;
   let endpoint: string;
 
   beforeAll(async () => {
     idp = await startDevIdp({ clients: [idpClient('token-handler', 'default'), idpClient('other-app', 'other')] });
     stranger = await startDevIdp();
     upstream = await startDemoUpstream({ jwksUrl: idp.jwksUrl, issuer: idp.issuer });
-    th = await startTokenHandler(
-      testConfig({
-        clients: [testClient({ issuer: idp.issuer }), testClient({ id: 'other', issuer: idp.issuer, clientId: 'other-app', clientSecret: 'other-app-secret' })],
-        targets: [testTarget({ id: 'api', url: upstream.url })],
-      }),
-    );
+    const config = testConfig({
+      clients: [testClient({ issuer: idp.issuer }), testClient({ id: 'other', issuer: idp.issuer, clientId: 'other-app', clientSecret: 'other-app-secret' })],
+      targets: [testTarget({ id: 'api', url: upstream.url })],
+    });
+    th = await startTokenHandler(config);
+    sibling = await startTokenHandler(config);
     endpoint = `${th.base}${API}/clients/default/backchannel-logout`;
     // The OP calls this URL itself when its session ends.
     await idp.updateClient('token-handler', { backchannel_logout_uri: endpoint, backchannel_logout_session_required: true });
   });
   afterAll(async () => {
+    await sibling?.close();
     await th?.close();
     await upstream?.close();
     await idp?.close();
@@ -110,10 +113,13 @@ describe('back-channel logout', () => {
       'foreign issuer': await stranger.signLogoutToken({ aud: 'token-handler', sid }),
       'missing events': await idp.issueToken({ aud: 'token-handler', sid }, { typ: 'logout+jwt' }),
       'other event': await idp.issueToken({ aud: 'token-handler', sid, events: { 'https://example.com/other': {} } }, { typ: 'logout+jwt' }),
-      'typ JWT': await idp.issueToken({ aud: 'token-handler', sid, events }, { typ: 'JWT' }),
+      'typ at+jwt': await idp.issueToken({ aud: 'token-handler', sid, events }, { typ: 'at+jwt' }),
       'too old': await idp.signLogoutToken({ aud: 'token-handler', sid, iat: now - 3600, exp: now + 60 }),
       'expired': await idp.signLogoutToken({ aud: 'token-handler', sid, iat: now - 200, exp: now - 100 }),
       'neither sub nor sid': await idp.signLogoutToken({ aud: 'token-handler' }),
+      // Required (Back-Channel Logout 1.0 §2.4): without it a replay cannot be told from a new logout.
+      'no jti': await idp.signLogoutToken({ aud: 'token-handler', sid, jti: undefined }),
+      'empty jti': await idp.signLogoutToken({ aud: 'token-handler', sid, jti: '' }),
       'not a JWT': 'not-a-jwt',
       'no logout_token': undefined,
     };
@@ -137,5 +143,24 @@ describe('back-channel logout', () => {
     const again = await post(token);
     expect(again.status).toBe(400);
     expect(again.body).toMatchObject({ error: 'invalid_request' });
+  });
+
+  it('refuses a replay on every instance of the fleet: the use is recorded in the store', async () => {
+    // A sub-only token ends the user's sessions of the client: replayed later, it would end a new login too.
+    const token = await idp.signLogoutToken({ aud: 'token-handler', sub: 'demo' });
+    expect((await post(token)).status).toBe(200);
+    const { browser } = await loggedIn();
+    const replay = await post(token, `${sibling.base}${API}/clients/default/backchannel-logout`);
+    expect(replay.status).toBe(400);
+    expect(replay.body).toMatchObject({ error: 'invalid_request', error_description: expect.stringContaining('already used') });
+    expect(await sessionCount(browser)).toBe(1);
+    expect(await apiStatus(browser)).toBe(200);
+  });
+
+  it('of the same token sent to two instances at once, one ends the sessions and the other refuses it', async () => {
+    await loggedIn();
+    const token = await idp.signLogoutToken({ aud: 'token-handler', sub: 'demo' });
+    const results = await Promise.all([post(token), post(token, `${sibling.base}${API}/clients/default/backchannel-logout`)]);
+    expect(results.map((r) => r.status).sort()).toEqual([200, 400]);
   });
 });

@@ -58,7 +58,7 @@ clients:
       'config file clients[0]: set tenant (one tenant) or tenants (several), not both',
       'config file clients[0].issuer "ftp://bad.example.com": must be an http(s) URL',
       'config file clients[0].tenants["with space"]: a tenant must be a non-empty value without whitespace',
-      'config file clients[0].tenants["ok"]: clientSecret, clientSecretEnv or clientSecretFile is required, unless the client is registered: true',
+      'config file clients[0].tenants["ok"]: clientSecret, clientSecretEnv or clientSecretFile is required, unless the client authenticates with a private key (privateKeyFile) or is registered: true',
     ]);
   });
 

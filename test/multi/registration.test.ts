@@ -4,16 +4,14 @@
  * role), the client is registered, its credentials are kept encrypted in the store, and the new client
  * then logs users in, also in another instance and after a restart.
  */
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadConfig } from '../../src/config/load.ts';
 import type { Config } from '../../src/config/types.ts';
 import { startDevIdp, type DevIdp } from '../../src/demo/idp.ts';
 import { tempDir } from '../support/config.ts';
 import { createBrowser } from '../support/http.ts';
+import { freePort } from '../support/nginx.ts';
 import { discoverDevIdp, runCodeFlow, startCallbackServer } from '../support/oidc-rp.ts';
-import { API, getJson, idpClient, login, startTokenHandler, type Running } from './support.ts';
+import { API, callJson, getJson, idpClient, login, startTokenHandler, yamlConfig, type Running } from './support.ts';
 
 const USERS = [
   { username: 'demo', password: 'demo', name: 'Demo User', email: 'demo@example.com', roles: ['user'] },
@@ -32,14 +30,24 @@ describe('client registration', () => {
   let th: Running;
   let other: Running | undefined;
 
-  function writeConfig(dir: string): Config {
-    const file = join(dir, 'token-handler.yaml');
-    writeFileSync(
-      file,
-      `log_level: silent
-oidc_allow_insecure_issuer: true
-db_path: ${join(dir, 'sessions.db')}
-clients:
+  beforeAll(async () => {
+    idp = await startDevIdp({
+      registration: true,
+      users: USERS,
+      // Access tokens for the token handler's admin API, as ADSP's Keycloak issues them.
+      apiResource: 'urn:ads:platform:token-handler',
+      clients: [
+        idpClient('token-handler', 'static', { redirect_uris: ['http://127.0.0.1/callback', `http://127.0.0.1${API}/clients/static/callback`] }),
+        // The administrator's own application (ADSP's tenant admin app), not one of the token handler's clients.
+        idpClient('admin-app', 'none', { redirect_uris: ['http://127.0.0.1/callback'] }),
+      ],
+    });
+    stranger = await startDevIdp();
+    // The registered URIs come from --public_url: the port is chosen before the start.
+    const port = await freePort();
+    config = yamlConfig(
+      tempDir(),
+      `clients:
   - id: self
     issuer: ${idp.issuer}
     registered: true
@@ -57,19 +65,9 @@ clients:
     clientId: token-handler
     clientSecret: token-handler-secret
 `,
+      { publicPort: port },
     );
-    return loadConfig({ argv: ['--config', file], env: {}, cwd: dir }).config;
-  }
-
-  beforeAll(async () => {
-    idp = await startDevIdp({
-      registration: true,
-      users: USERS,
-      clients: [idpClient('token-handler', 'static', { redirect_uris: ['http://127.0.0.1/callback', `http://127.0.0.1${API}/clients/static/callback`] })],
-    });
-    stranger = await startDevIdp();
-    config = writeConfig(tempDir());
-    th = await startTokenHandler(config);
+    th = await startTokenHandler(config, { port });
   });
   afterAll(async () => {
     await other?.close();
@@ -79,17 +77,10 @@ clients:
   });
 
   const adminToken = (claims: Record<string, unknown> = {}, opts: { expiresInSec?: number } = {}) =>
-    idp.issueToken({ sub: 'admin', roles: ['token-handler-admin'], ...claims }, opts);
+    idp.issueToken({ sub: 'admin', roles: ['token-handler-admin'], aud: 'urn:ads:platform:token-handler', ...claims }, opts);
 
-  async function register(base: string, clientId: string, bearer: string | undefined, body: unknown = { registrationToken: idp.registrationInitialAccessToken }): Promise<{ status: number; body: Record<string, unknown>; headers: Headers; text: string }> {
-    const res = await fetch(`${base}${API}/clients/${clientId}`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', ...(bearer === undefined ? {} : { authorization: `Bearer ${bearer}` }) },
-      body: JSON.stringify(body),
-    });
-    const text = await res.text();
-    return { status: res.status, body: JSON.parse(text) as Record<string, unknown>, headers: res.headers, text };
-  }
+  const register = (base: string, clientId: string, bearer: string | undefined, body: unknown = { registrationToken: idp.registrationInitialAccessToken }) =>
+    callJson('POST', `${base}${API}/clients/${clientId}`, bearer, {}, body);
 
   it('refuses without a bearer token (401), and a client that is not registered yet cannot log in', async () => {
     const res = await register(th.base, 'self', undefined);
@@ -105,10 +96,10 @@ clients:
     const [header, payload, signature] = valid.split('.') as [string, string, string];
     const flipped = `${header}.${payload}.${signature.slice(0, 10)}${signature[10] === 'A' ? 'B' : 'A'}${signature.slice(11)}`;
     // Signed by another IdP's key while claiming this issuer.
-    const forged = await stranger.issueToken({ iss: idp.issuer, sub: 'admin', roles: ['token-handler-admin'] });
+    const forged = await stranger.issueToken({ iss: idp.issuer, sub: 'admin', roles: ['token-handler-admin'], aud: 'urn:ads:platform:token-handler' });
     const now = Math.floor(Date.now() / 1000);
     const expired = await adminToken({ iat: now - 7200, exp: now - 3600 });
-    const foreign = await stranger.issueToken({ sub: 'admin', roles: ['token-handler-admin'] });
+    const foreign = await stranger.issueToken({ sub: 'admin', roles: ['token-handler-admin'], aud: 'urn:ads:platform:token-handler' });
     for (const token of [flipped, forged, expired, foreign, 'not-a-jwt']) {
       const res = await register(th.base, 'self', token);
       expect(res.status, token.slice(0, 20)).toBe(401);
@@ -118,7 +109,7 @@ clients:
   });
 
   it('refuses a valid token without the admin role (403)', async () => {
-    const res = await register(th.base, 'self', await idp.issueToken({ sub: 'demo', roles: ['user'] }));
+    const res = await register(th.base, 'self', await idp.issueToken({ sub: 'demo', roles: ['user'], aud: 'urn:ads:platform:token-handler' }));
     expect(res.status).toBe(403);
     expect(res.body.error).toBe('insufficient_role');
   });
@@ -146,7 +137,7 @@ clients:
     const callback = await startCallbackServer();
     let accessToken: string;
     try {
-      const flow = await runCodeFlow(await discoverDevIdp({ issuer: idp.issuer }), createBrowser(), callback, { username: 'admin', password: 'admin' });
+      const flow = await runCodeFlow(await discoverDevIdp({ issuer: idp.issuer, clientId: 'admin-app', clientSecret: 'admin-app-secret' }), createBrowser(), callback, { username: 'admin', password: 'admin' });
       accessToken = flow.tokens.access_token;
     } finally {
       await callback.close();

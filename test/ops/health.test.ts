@@ -6,8 +6,11 @@ import { startDevIdp } from '../../src/demo/idp.ts';
 import type { ReadinessReport } from '../../src/ops/readiness.ts';
 import { createPostgresStore } from '../../src/store/postgres.ts';
 import { closedPort, startTcpProxy, type TcpProxy } from '../store/net.ts';
-import { testClient, testConfig } from '../support/config.ts';
-import { CALLBACK_URI, startTokenHandler, type Running } from './support.ts';
+import { startDemoUpstream, type DemoUpstream } from '../../src/demo/upstream.ts';
+import { testClient, testConfig, testTarget } from '../support/config.ts';
+import { createBrowser } from '../support/http.ts';
+import { loginAtDevIdp } from '../support/login.ts';
+import { API, CALLBACK_URI, startTokenHandler, type Running } from './support.ts';
 
 async function ready(base: string): Promise<{ status: number; body: ReadinessReport }> {
   const res = await fetch(`${base}/readyz`);
@@ -17,14 +20,22 @@ async function ready(base: string): Promise<{ status: number; body: ReadinessRep
 
 describe('health and readiness probes (SQLite store, dev IdP)', () => {
   let idp: DevIdp;
+  let upstream: DemoUpstream;
   let th: Running;
+  /** The same service with --readyz_strict. */
+  let strict: Running;
 
   beforeAll(async () => {
     idp = await startDevIdp({ redirectUris: [CALLBACK_URI] });
-    th = await startTokenHandler(testConfig({ clients: [testClient({ issuer: idp.issuer })] }));
+    upstream = await startDemoUpstream({ jwksUrl: idp.jwksUrl, issuer: idp.issuer, audience: idp.apiResource });
+    const config = testConfig({ clients: [testClient({ issuer: idp.issuer })], targets: [testTarget({ id: 'api', url: `${upstream.url}/echo` })] });
+    th = await startTokenHandler(config);
+    strict = await startTokenHandler({ ...config, readyzStrict: true });
   });
   afterAll(async () => {
+    await strict?.app.close().catch(() => {});
     await th?.app.close().catch(() => {});
+    await upstream?.close();
     await idp?.close();
   });
 
@@ -45,34 +56,60 @@ describe('health and readiness probes (SQLite store, dev IdP)', () => {
     expect(body.checks.issuers).toEqual([expect.objectContaining({ status: 'ok', clientId: 'default', issuer: idp.issuer })]);
   });
 
-  it('/readyz is 503 while the IdP is down (even after a successful discovery), and recovers', async () => {
+  it('while the IdP is down, /readyz stays 200 "degraded" (the proxy still serves logged-in users), and recovers (#18.13)', async () => {
+    const browser = createBrowser();
+    await loginAtDevIdp(browser, `${th.base}${API}/clients/default/auth`);
+    // The upstream validates tokens with the IdP's keys: it fetches them now, while the IdP is up.
+    expect((await browser.get(`${th.base}${API}/targets/api/x`)).status).toBe(200);
     for (const mode of ['503', 'refuse'] as const) {
       await idp.setDown(true, mode);
       try {
         const { status, body } = await ready(th.base);
-        expect(status, mode).toBe(503);
-        expect(body.status).toBe('fail');
+        expect(status, mode).toBe(200);
+        expect(body.status).toBe('degraded');
         expect(body.checks.store.status).toBe('ok');
         expect(body.checks.issuers[0]).toMatchObject({ status: 'fail', clientId: 'default' });
         expect(body.checks.issuers[0]!.error).toBeTruthy();
+        // What readiness is for: this replica serves. A session's API calls need no IdP.
+        const api = await browser.get(`${th.base}${API}/targets/api/x`);
+        expect(api.status).toBe(200);
+        expect(((await api.json()) as { token: { valid: boolean } }).token.valid).toBe(true);
+        const metrics = await (await fetch(`${th.base}/metrics`)).text();
+        expect(metrics).toMatch(/token_handler_readiness_check\{check="issuer:default"\} 0/);
       } finally {
         await idp.setDown(false);
       }
-      expect((await ready(th.base)).status).toBe(200);
+      expect(await ready(th.base)).toMatchObject({ status: 200, body: { status: 'ok' } });
     }
     // /healthz never depended on the IdP.
     expect((await fetch(`${th.base}/healthz`)).status).toBe(200);
   });
 
-  it('/readyz is 503 when the IdP was never reachable (discovery fails)', async () => {
-    const port = await closedPort();
-    const lonely = await startTokenHandler(testConfig({ clients: [testClient({ issuer: `http://127.0.0.1:${port}` })], oidc: { timeoutMs: 1000, allowInsecureIssuer: true } }));
+  it('with --readyz_strict, /readyz is 503 while the IdP is down, and recovers', async () => {
+    await idp.setDown(true, '503');
     try {
-      const { status, body } = await ready(lonely.base);
+      const { status, body } = await ready(strict.base);
       expect(status).toBe(503);
-      expect(body.checks.issuers[0]).toMatchObject({ status: 'fail' });
+      expect(body.status).toBe('fail');
+      expect(body.checks.issuers[0]).toMatchObject({ status: 'fail', clientId: 'default' });
     } finally {
-      await lonely.app.close();
+      await idp.setDown(false);
+    }
+    expect(await ready(strict.base)).toMatchObject({ status: 200, body: { status: 'ok' } });
+  });
+
+  it('/readyz is "degraded" when the IdP was never reachable (discovery fails); 503 with --readyz_strict', async () => {
+    const port = await closedPort();
+    const config = testConfig({ clients: [testClient({ issuer: `http://127.0.0.1:${port}` })], oidc: { timeoutMs: 1000, allowInsecureIssuer: true } });
+    for (const [readyzStrict, expected] of [[false, { status: 200, body: { status: 'degraded' } }], [true, { status: 503, body: { status: 'fail' } }]] as const) {
+      const lonely = await startTokenHandler({ ...config, readyzStrict });
+      try {
+        const report = await ready(lonely.base);
+        expect(report).toMatchObject(expected);
+        expect(report.body.checks.issuers[0]).toMatchObject({ status: 'fail' });
+      } finally {
+        await lonely.app.close();
+      }
     }
   });
 

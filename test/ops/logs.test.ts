@@ -94,7 +94,7 @@ describe('logs: one redacted line per request, validated request ids', () => {
     secrets.set('second state', state2);
     secrets.set('second login-state cookie', second.cookies(th.base).find((c) => c.name.startsWith('th-login-'))!.value);
     const refused = await second.get(`${th.base}${API}/clients/default/callback?error=access_denied&error_description=denied&state=${state2}`);
-    expect(refused.status).toBe(400);
+    expect(refused.status).toBe(302);
     const replay = await createBrowser().get(flow.url);
     expect(replay.status).toBe(400);
     // The same replay with the login-state cookie copied: the code reaches the IdP, which refuses it.

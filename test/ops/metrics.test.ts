@@ -1,10 +1,11 @@
 /** /metrics after a real login: counters, histograms, store latency, active sessions; the separate listener. */
+import { createServer, type Server } from 'node:http';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DevIdp } from '../../src/demo/idp.ts';
 import { startDevIdp } from '../../src/demo/idp.ts';
 import { metricsAddress } from '../../src/routes/metricsRoute.ts';
-import { testClient, testConfig } from '../support/config.ts';
+import { testClient, testConfig, testTarget } from '../support/config.ts';
 import { createBrowser } from '../support/http.ts';
 import { loginAtDevIdp } from '../support/login.ts';
 import { API, CALLBACK_URI, startTokenHandler, type Running } from './support.ts';
@@ -53,7 +54,7 @@ describe('/metrics on the main listener', () => {
     const other = createBrowser();
     const start = await other.get(`${th.base}${API}/clients/default/auth`);
     const state = new URL(start.headers.get('location')!).searchParams.get('state')!;
-    expect((await other.get(`${th.base}${API}/clients/default/callback?error=access_denied&state=${state}`)).status).toBe(400);
+    expect((await other.get(`${th.base}${API}/clients/default/callback?error=access_denied&state=${state}`)).status).toBe(302);
 
     const text = await scrape(`${th.base}/metrics`);
     expect(sample(text, 'token_handler_logins_total', { client: 'default', outcome: 'success' })).toBe(loginsBefore + 1);
@@ -61,7 +62,8 @@ describe('/metrics on the main listener', () => {
     expect(sample(text, 'token_handler_active_sessions')).toBe(1);
 
     const callbackRoute = `${API}/clients/:clientId/callback`;
-    expect(sample(text, 'token_handler_http_requests_total', { route: callbackRoute, method: 'GET', status: '302' })).toBe(1);
+    // The login and the cancelled one (access_denied goes back to the app).
+    expect(sample(text, 'token_handler_http_requests_total', { route: callbackRoute, method: 'GET', status: '302' })).toBe(2);
     expect(sample(text, 'token_handler_http_requests_total', { route: `${API}/sessions`, method: 'GET', status: '200' })).toBeGreaterThanOrEqual(1);
     expect(sample(text, 'token_handler_http_request_duration_seconds_count', { route: callbackRoute, method: 'GET' })).toBe(2);
     expect(sample(text, 'token_handler_http_request_duration_seconds_bucket', { route: callbackRoute, method: 'GET', le: '+Inf' })).toBe(2);
@@ -82,11 +84,51 @@ describe('/metrics on the main listener', () => {
     expect(sample(after, 'token_handler_active_sessions')).toBe(0);
   });
 
+  it('counts an IdP error it does not know as outcome "other": a callback cannot create series (#18.8)', async () => {
+    const before = sample(await scrape(`${th.base}/metrics`), 'token_handler_logins_total', { client: 'default', outcome: 'other' }) ?? 0;
+    for (let i = 0; i < 5; i += 1) {
+      const browser = createBrowser();
+      const start = await browser.get(`${th.base}${API}/clients/default/auth`);
+      const state = new URL(start.headers.get('location')!).searchParams.get('state')!;
+      const res = await browser.get(`${th.base}${API}/clients/default/callback?error=attacker_chosen_${i}&state=${state}`);
+      expect(res.status).toBe(400);
+    }
+    const text = await scrape(`${th.base}/metrics`);
+    expect(text).not.toContain('attacker_chosen');
+    expect(sample(text, 'token_handler_logins_total', { client: 'default', outcome: 'other' })).toBe(before + 5);
+  });
+
   it('labels unknown paths as one route, so scanners cannot explode the label set', async () => {
     for (const path of ['/nope-1', '/nope-2', '/wp-admin.php']) expect((await fetch(`${th.base}${path}`)).status).toBe(404);
     const text = await scrape(`${th.base}/metrics`);
     expect(text).not.toContain('nope-1');
     expect(sample(text, 'token_handler_http_requests_total', { route: 'unmatched', method: 'GET', status: '404' })).toBeGreaterThanOrEqual(3);
+  });
+});
+
+describe('upstream statuses as labels (#18.8)', () => {
+  let upstream: Server;
+  let th: Running;
+  beforeAll(async () => {
+    // Answers with the status the path names: an upstream is free to send 299 or 599.
+    upstream = createServer((req, res) => res.writeHead(Number(req.url!.slice(1))).end());
+    await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
+    const url = `http://127.0.0.1:${(upstream.address() as net.AddressInfo).port}`;
+    th = await startTokenHandler(testConfig({ targets: [testTarget({ id: 'odd', url, tokenRequirement: 'none', clientId: 'none' })] }));
+  });
+  afterAll(async () => {
+    await th?.app.close();
+    await new Promise<void>((resolve) => upstream.close(() => resolve()));
+  });
+
+  it('are registered HTTP statuses or "other", in the upstream and the request counters', async () => {
+    for (const status of [299, 599, 420, 207, 404]) expect((await fetch(`${th.base}${API}/targets/odd/${status}`)).status).toBe(status);
+    const text = await scrape(`${th.base}/metrics`);
+    expect(sample(text, 'token_handler_upstream_responses_total', { target: 'odd', status: 'other' })).toBe(3);
+    expect(sample(text, 'token_handler_upstream_responses_total', { target: 'odd', status: '207' })).toBe(1);
+    expect(sample(text, 'token_handler_upstream_responses_total', { target: 'odd', status: '404' })).toBe(1);
+    expect(sample(text, 'token_handler_http_requests_total', { route: `${API}/targets/odd/*`, method: 'GET', status: 'other' })).toBe(3);
+    expect(text).not.toMatch(/status="(299|599|420)"/);
   });
 });
 

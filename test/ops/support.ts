@@ -1,4 +1,5 @@
 /** Shared helpers of the operations tests: a real token handler on port 0 in front of the real dev IdP. */
+import { request as httpRequest } from 'node:http';
 import { Writable } from 'node:stream';
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import { buildApp, type BuildOptions, type TokenHandlerApp } from '../../src/app.ts';
@@ -64,4 +65,37 @@ export async function eventually<T>(check: () => Promise<T>, timeoutMs = 5000, s
       await new Promise((r) => setTimeout(r, stepMs));
     }
   }
+}
+
+/** A request through node:http, so a body can be written in parts and the request aborted midway. */
+export function send(
+  url: string,
+  options: { method: string; headers: Record<string, string>; body?: Buffer; abortAfterBytes?: number },
+): Promise<{ status: number; body: string } | { aborted: true } | { error: string }> {
+  return new Promise((resolve) => {
+    const req = httpRequest(url, { method: options.method, headers: options.headers, agent: false }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+      res.on('error', (err) => resolve({ error: err.message }));
+    });
+    req.on('error', (err) => resolve(options.abortAfterBytes !== undefined ? { aborted: true } : { error: err.message }));
+    const body = options.body;
+    // A browser states the length; Node's client would send a DELETE body without any framing.
+    if (body && options.abortAfterBytes === undefined) req.setHeader('content-length', body.length);
+    if (!body) {
+      req.end();
+      return;
+    }
+    if (options.abortAfterBytes !== undefined) {
+      req.write(body.subarray(0, options.abortAfterBytes), () => {
+        setTimeout(() => {
+          req.destroy();
+          resolve({ aborted: true });
+        }, 50);
+      });
+      return;
+    }
+    req.end(body);
+  });
 }

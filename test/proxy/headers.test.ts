@@ -5,11 +5,11 @@ import {
   stripOwnCookies,
   type Headers,
   type UpstreamHeaderPolicy,
-} from '../../src/security/headers.ts';
+} from '../../src/proxy/headers.ts';
 import { CookiePolicy } from '../../src/session/cookiePolicy.ts';
-import { testConfig } from '../support/config.ts';
+import { testClient, testConfig } from '../support/config.ts';
 
-const cookies = new CookiePolicy(testConfig());
+const cookies = new CookiePolicy(testConfig({ clients: [testClient({ issuer: 'https://idp.example' }), testClient({ id: 'admin', issuer: 'https://idp.example' })] }));
 const isOwnCookie = (name: string): boolean => cookies.isOwnCookie(name);
 
 const policy: UpstreamHeaderPolicy = {
@@ -17,15 +17,19 @@ const policy: UpstreamHeaderPolicy = {
   xsrfHeader: 'x-xsrf-token',
   extra: [['x-api-key', 'k1']],
   upstreamHost: 'api.internal:8443',
+  allowMethodOverride: false,
 };
-const forwarded = { clientAddress: '203.0.113.7', proto: 'https', host: 'app.example.com' };
+const forwarded = { clientAddress: '203.0.113.7', peerTrusted: false, proto: 'https', host: 'app.example.com' };
+const fromTrustedProxy = { ...forwarded, peerTrusted: true };
 
 describe('stripOwnCookies', () => {
   it.each([
     ['session=abc; theme=dark', 'theme=dark'],
     ['theme=dark; session=abc', 'theme=dark'],
     ['__Host-session=abc; theme=dark; XSRF-TOKEN=x', 'theme=dark'],
-    ['session-admin=abc;theme=dark;  th-login-0123456789abcdef=s; __Host-th-login-x=1', 'theme=dark'],
+    ['session-admin=abc;theme=dark;  th-login-default=s; __Host-th-login-admin=1; __Host-th-end-session-default=1', 'theme=dark'],
+    // Exactly our names: an app's cookie that only starts like one of ours is the app's.
+    ['session-prefs=1; th-login-0123456789abcdef=s; __Host-session-other=2; xsrf-token=3', 'session-prefs=1; th-login-0123456789abcdef=s; __Host-session-other=2; xsrf-token=3'],
     ['a=1; b=2', 'a=1; b=2'],
     ['a=1;b=2', 'a=1;b=2'], // untouched headers pass byte for byte
     ['session=abc', undefined],
@@ -71,7 +75,7 @@ describe('prepareUpstreamHeaders', () => {
       accept: 'application/json',
       authorization: 'Bearer from-the-browser',
       'proxy-authorization': 'Basic eA==',
-      cookie: 'session=sealed; XSRF-TOKEN=t; th-login-abcdefabcdefabcd=s; theme=dark',
+      cookie: 'session=sealed; XSRF-TOKEN=t; th-login-default=s; theme=dark',
       'x-xsrf-token': 't',
       connection: 'keep-alive, x-drop-me',
       'x-drop-me': '1',
@@ -112,16 +116,55 @@ describe('prepareUpstreamHeaders', () => {
     expect('cookie' in out).toBe(false);
   });
 
-  it('appends to X-Forwarded-For and overrides X-Forwarded-Proto/Host', () => {
+  it('from a trusted proxy, appends to X-Forwarded-For; X-Forwarded-Proto/Host are always ours', () => {
     const out = prepareUpstreamHeaders(
       { 'x-forwarded-for': '198.51.100.1, 10.0.0.1', 'x-forwarded-proto': 'gopher', 'x-forwarded-host': 'evil' },
       policy,
       undefined,
-      forwarded,
+      fromTrustedProxy,
     );
     expect(out['x-forwarded-for']).toBe('198.51.100.1, 10.0.0.1, 203.0.113.7');
     expect(out['x-forwarded-proto']).toBe('https');
     expect(out['x-forwarded-host']).toBe('app.example.com');
+  });
+
+  const clientChosen = {
+    forwarded: 'for=10.0.0.1;host=evil',
+    'x-real-ip': '10.0.0.1',
+    'true-client-ip': '10.0.0.1',
+    'x-client-ip': '10.0.0.1',
+    'x-forwarded-port': '8443',
+    'x-forwarded-prefix': '/admin',
+    'x-forwarded-server': 'evil',
+    'x-original-host': 'evil',
+    'x-host': 'evil',
+    'x-original-url': '/admin/delete',
+    'x-rewrite-url': '/admin/delete',
+    'x-forwarded-for': '10.0.0.1',
+  };
+
+  it('from any other peer, X-Forwarded-For starts at the peer and no forwarding header passes', () => {
+    const out = prepareUpstreamHeaders({ ...clientChosen, accept: '*/*' }, policy, undefined, forwarded);
+    expect(out).toEqual({
+      accept: '*/*',
+      host: 'api.internal:8443',
+      'x-forwarded-for': '203.0.113.7',
+      'x-forwarded-proto': 'https',
+      'x-forwarded-host': 'app.example.com',
+      'x-api-key': 'k1',
+    });
+  });
+
+  it('from a trusted proxy, its forwarding headers pass', () => {
+    const out = prepareUpstreamHeaders({ ...clientChosen }, policy, undefined, fromTrustedProxy);
+    expect(out).toMatchObject({ ...clientChosen, 'x-forwarded-for': '10.0.0.1, 203.0.113.7' });
+  });
+
+  it('removes method-override headers unless the target allows them', () => {
+    const headers = { 'x-http-method-override': 'DELETE', 'x-http-method': 'DELETE', 'x-method-override': 'DELETE' };
+    const out = prepareUpstreamHeaders({ ...headers }, policy, undefined, forwarded);
+    for (const name of Object.keys(headers)) expect(out[name]).toBeUndefined();
+    expect(prepareUpstreamHeaders({ ...headers }, { ...policy, allowMethodOverride: true }, undefined, forwarded)).toMatchObject(headers);
   });
 
   it('lets the token win over a target header of the same name, and target headers over the browser', () => {
@@ -160,5 +203,11 @@ describe('prepareResponseHeaders', () => {
     expect(out['set-cookie']).toEqual(['upstream=1; Path=/']);
     const single = prepareResponseHeaders({ 'set-cookie': 'XSRF-TOKEN=forged' }, { passSetCookie: true, isOwnCookie });
     expect('set-cookie' in single).toBe(false);
+  });
+
+  it("passes an app's Set-Cookie whose name only starts like one of ours", () => {
+    const lines = ['session-prefs=compact; Path=/', 'th-login-app=1; Path=/', 'session-admin=forged; Path=/', '__Host-th-login-default=forged; Path=/; Secure'];
+    const out = prepareResponseHeaders({ 'set-cookie': lines }, { passSetCookie: true, isOwnCookie });
+    expect(out['set-cookie']).toEqual(['session-prefs=compact; Path=/', 'th-login-app=1; Path=/']);
   });
 });

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { joinUpstreamPath, parseUpstreamBase, rawSubPath, type UpstreamBase } from '../../src/security/paths.ts';
+import { joinUpstreamPath, parseUpstreamBase, rawSubPath, type UpstreamBase } from '../../src/proxy/paths.ts';
 
 const echo: UpstreamBase = { origin: 'http://127.0.0.1:8080', basePath: '/echo' };
 const root: UpstreamBase = { origin: 'https://api.internal', basePath: '' };

@@ -1,5 +1,5 @@
 /**
- * Small upstream bodies of declared length are collected and sent as one Buffer (src/routes/targets.ts):
+ * Small upstream bodies of declared length are collected and sent as one Buffer (src/proxy/http.ts):
  * the browser must get exactly the upstream's bytes and headers, and an upstream that dies before its
  * body is complete must give the browser a 502, never a truncated 200.
  */

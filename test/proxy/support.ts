@@ -2,10 +2,11 @@
 import { createHash } from 'node:crypto';
 import { request as httpRequest, createServer, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import { buildApp, type TokenHandlerApp } from '../../src/app.ts';
-import type { Config } from '../../src/config/types.ts';
+import type { ClientConfig, Config } from '../../src/config/types.ts';
+import type { DevIdp } from '../../src/demo/idp.ts';
+import { startDemoUpstream, type DemoUpstream } from '../../src/demo/upstream.ts';
+import { testClient, testConfig, testTarget } from '../support/config.ts';
 
 export interface RunningApp {
   th: TokenHandlerApp;
@@ -18,6 +19,28 @@ export async function startApp(config: Config): Promise<RunningApp> {
   await th.app.listen({ host: '127.0.0.1', port: 0 });
   const { port } = th.app.server.address() as AddressInfo;
   return { th, base: `http://127.0.0.1:${port}`, close: () => th.app.close() };
+}
+
+/**
+ * The demo upstream validating `idp`'s access tokens (its keys, issuer and API audience), and the token
+ * handler with the default client at `idp` and the target `api` to the upstream's /echo; `client` is added
+ * to the client, `config` to the test config.
+ */
+export async function startEchoApp(idp: DevIdp, options: { client?: Partial<ClientConfig>; config?: Partial<Config> } = {}): Promise<{ upstream: DemoUpstream; th: RunningApp }> {
+  const upstream = await startDemoUpstream({ jwksUrl: idp.jwksUrl, issuer: idp.issuer, audience: idp.apiResource });
+  try {
+    const th = await startApp(
+      testConfig({
+        clients: [testClient({ issuer: idp.issuer, ...options.client })],
+        targets: [testTarget({ id: 'api', url: `${upstream.url}/echo` })],
+        ...options.config,
+      }),
+    );
+    return { upstream, th };
+  } catch (err) {
+    await upstream.close();
+    throw err;
+  }
 }
 
 export interface RawResponse {
@@ -54,7 +77,7 @@ export async function closedPort(): Promise<number> {
 }
 
 /** `total` bytes of deterministic pseudo-random data as a web stream, and the SHA-256 it will have. */
-export function generatedBody(total: number, chunkSize = 256 * 1024): { stream: ReadableStream<Uint8Array>; sha256: Promise<string> } {
+export function generatedBody(total: number, chunkSize = 256 * 1024): { stream: ReadableStream<Uint8Array>; sha256: Promise<string>; sent: () => number } {
   const block = Buffer.alloc(chunkSize);
   let x = 0x12345678;
   for (let i = 0; i < chunkSize; i += 4) {
@@ -83,7 +106,71 @@ export function generatedBody(total: number, chunkSize = 256 * 1024): { stream: 
       controller.enqueue(chunk);
     },
   });
-  return { stream, sha256 };
+  return { stream, sha256, sent: () => sent };
+}
+
+/** What the pausing upstream saw of one request body. */
+export interface PausedUpload {
+  length: number;
+  sha256: string;
+  authorization: boolean;
+  transferEncoding: string | null;
+}
+
+/**
+ * An upstream that reads the first `pauseAfter` bytes of a request body, then stops reading until
+ * `resume()`; it answers with the length and SHA-256 of the whole body. With it a test can see whether
+ * backpressure reaches the client through the proxy.
+ */
+export async function startPausingUpstream(pauseAfter: number): Promise<{
+  url: string;
+  paused: Promise<void>;
+  resume: () => void;
+  close: () => Promise<void>;
+}> {
+  let markPaused: () => void = () => undefined;
+  const paused = new Promise<void>((resolve) => {
+    markPaused = resolve;
+  });
+  let resumeBody: () => void = () => undefined;
+  const resumed = new Promise<void>((resolve) => {
+    resumeBody = resolve;
+  });
+  const server = createServer((req, res) => {
+    const hash = createHash('sha256');
+    let length = 0;
+    let held = false;
+    req.on('data', (chunk: Buffer) => {
+      hash.update(chunk);
+      length += chunk.length;
+      if (!held && length >= pauseAfter) {
+        held = true;
+        req.pause();
+        markPaused();
+        void resumed.then(() => req.resume());
+      }
+    });
+    req.on('end', () => {
+      const answer: PausedUpload = {
+        length,
+        sha256: hash.digest('hex'),
+        authorization: /^Bearer \S+$/.test(req.headers.authorization ?? ''),
+        transferEncoding: req.headers['transfer-encoding'] ?? null,
+      };
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(answer));
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    paused,
+    resume: () => resumeBody(),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
 }
 
 /**
@@ -114,9 +201,3 @@ export function streamUpload(
     })().catch(reject);
   });
 }
-
-/** A full garbage collection, so memory samples show what is held rather than what awaits collection. */
-export const collectGarbage: () => void = (() => {
-  setFlagsFromString('--expose-gc');
-  return runInNewContext('gc') as () => void;
-})();

@@ -13,7 +13,7 @@ import { createRedisStore } from '../../src/store/redis.ts';
 import { testClient, testConfig, testTarget } from '../support/config.ts';
 import { createBrowser, type Browser } from '../support/http.ts';
 import { loginAtDevIdp } from '../support/login.ts';
-import { rawRequest, startApp, type RunningApp } from '../proxy/support.ts';
+import { rawRequest, startApp, startEchoApp, type RunningApp } from '../proxy/support.ts';
 import { startTcpProxy, type TcpProxy } from '../store/net.ts';
 import { buildApp } from '../../src/app.ts';
 import { callbackUrlFromDevIdp } from './support.ts';
@@ -43,14 +43,7 @@ describe('the IdP down or slow', () => {
 
   beforeAll(async () => {
     idp = await startDevIdp();
-    upstream = await startDemoUpstream({ jwksUrl: idp.jwksUrl, issuer: idp.issuer, audience: idp.apiResource });
-    th = await startApp(
-      testConfig({
-        oidc: { timeoutMs: OIDC_TIMEOUT_MS, allowInsecureIssuer: true },
-        clients: [testClient({ issuer: idp.issuer })],
-        targets: [testTarget({ id: 'api', url: `${upstream.url}/echo` })],
-      }),
-    );
+    ({ upstream, th } = await startEchoApp(idp, { config: { oidc: { timeoutMs: OIDC_TIMEOUT_MS, allowInsecureIssuer: true } } }));
   });
   afterAll(async () => {
     await th?.close();

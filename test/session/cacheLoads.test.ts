@@ -79,7 +79,7 @@ async function harness(): Promise<Harness> {
     issuer: 'https://idp.invalid',
     sub: 'alice',
     sid: null,
-    tokens: { accessToken: 'access-token', refreshToken: undefined, idToken: undefined, scope: undefined, accessExpiresAt: clock.now + 3600_000 },
+    tokens: { accessToken: 'access-token', refreshToken: undefined, idToken: undefined, scope: undefined, accessExpiresAt: clock.now + 3600_000, refreshExpiresAt: null },
     claims: { name: 'Alice', roles: [] },
     userAgent: null,
   });

@@ -80,6 +80,23 @@ describe('token refresh', () => {
     expect(idp.refreshGrantCount).toBe(1);
   });
 
+  it('a logout while the refresh is at the IdP wins: the new tokens are neither stored nor served', async () => {
+    const cookie = await login(base);
+    const session = (await th.ctx.sessions.resolve(cookie, { clientId: 'default', tenant: null }))!;
+    await expireAccessToken(th, cookie);
+    idp.resetCounters();
+    idp.setRefreshResponseDelay(500);
+    try {
+      const pending = tokenVia(th, cookie);
+      await expect.poll(() => idp.refreshGrantCount).toBe(1);
+      await th.ctx.sessions.destroy(session.idHash);
+      await expect(pending).rejects.toBeInstanceOf(SessionEndedError);
+    } finally {
+      idp.setRefreshResponseDelay(0);
+    }
+    expect(await th.ctx.store.get(session.idHash)).toBeUndefined();
+  });
+
   it('ends the session when the IdP refuses the refresh token (invalid_grant)', async () => {
     const cookie = await login(base);
     const session = (await th.ctx.sessions.resolve(cookie, { clientId: 'default', tenant: null }))!;

@@ -93,6 +93,22 @@ export async function checkOutageRecovery(
   }, listenerRecoveryMs, 250);
 }
 
+/**
+ * `store` points at a port where nothing listens: get, migrate and ping fail fast (well under the connect
+ * timeouts' sum) with StoreUnavailableError. Closes the store.
+ */
+export async function checkFailsFastWhenClosed(store: SessionStore): Promise<void> {
+  try {
+    for (const call of [() => store.get(randomId()), () => store.migrate(), () => store.ping()]) {
+      const started = Date.now();
+      await expect(call()).rejects.toBeInstanceOf(StoreUnavailableError);
+      expect(Date.now() - started).toBeLessThan(3000);
+    }
+  } finally {
+    await store.close();
+  }
+}
+
 /** Registers the contract suite, or (backend unreachable) a failing test in CI and a skipped one elsewhere. */
 export function runStoreContract(name: string, harness: StoreHarness): void {
   const { unavailable } = harness;
@@ -305,6 +321,24 @@ export function runStoreContract(name: string, harness: StoreHarness): void {
       });
     });
 
+    describe('listByIssuer', () => {
+      it("lists the live sessions of a tenant at an issuer, oldest first, at most limit (an administrator's GET /sessions)", async () => {
+        const issuer = `https://admin-${randomBytes(4).toString('hex')}.example`;
+        const first = makeRecord({ issuer, tenant: 't1' });
+        const second = makeRecord({ issuer, tenant: 't1', createdAt: first.createdAt + 10 });
+        const otherTenant = makeRecord({ issuer, tenant: 't2' });
+        const noTenant = makeRecord({ issuer, tenant: null });
+        const otherIssuer = makeRecord({ issuer: `${issuer}/other`, tenant: 't1' });
+        const idle = makeRecord({ issuer, tenant: 't1', idleExpiresAt: first.createdAt - 1000 });
+        for (const r of [second, first, otherTenant, noTenant, otherIssuer, idle]) await store.create(r);
+        const now = first.createdAt;
+        expect(await store.listByIssuer(issuer, 't1', now, 10)).toStrictEqual([first, second]);
+        expect(await store.listByIssuer(issuer, 't1', now, 1)).toStrictEqual([first]);
+        expect(await store.listByIssuer(issuer, null, now, 10)).toStrictEqual([noTenant]);
+        expect(await store.listByIssuer(issuer, 't3', now, 10)).toStrictEqual([]);
+      });
+    });
+
     describe('deleteExpired', () => {
       it('deletes absolutely and idle-expired sessions in bounded batches', async () => {
         const s = await migratedStoreOnFreshNamespace();
@@ -354,41 +388,101 @@ export function runStoreContract(name: string, harness: StoreHarness): void {
       it('is exclusive until released by its owner', async () => {
         const record = makeRecord();
         await store.create(record);
-        const now = Date.now();
-        expect(await store.acquireRefreshLease(record.idHash, 'owner-1', 10_000, now)).toBe(true);
-        expect(await store.acquireRefreshLease(record.idHash, 'owner-2', 10_000, now)).toBe(false);
-        // Re-acquiring one's own lease succeeds (and extends it).
-        expect(await store.acquireRefreshLease(record.idHash, 'owner-1', 10_000, now)).toBe(true);
+        expect(await store.acquireRefreshLease(record.idHash, 'owner-1', 10_000)).toEqual({ state: 'acquired' });
+        const held = await store.acquireRefreshLease(record.idHash, 'owner-2', 10_000);
+        expect(held).toMatchObject({ state: 'held', holder: { owner: 'owner-1' }, expired: false });
+        // Not even its owner acquires it twice: a lease is renewed, never re-taken.
+        expect(await store.acquireRefreshLease(record.idHash, 'owner-1', 10_000)).toMatchObject({ state: 'held' });
         // A release by a non-owner is ignored.
         await store.releaseRefreshLease(record.idHash, 'owner-2');
-        expect(await store.acquireRefreshLease(record.idHash, 'owner-2', 10_000, now)).toBe(false);
+        expect(await store.acquireRefreshLease(record.idHash, 'owner-2', 10_000)).toMatchObject({ state: 'held' });
         await store.releaseRefreshLease(record.idHash, 'owner-1');
-        expect(await store.acquireRefreshLease(record.idHash, 'owner-2', 10_000, now)).toBe(true);
+        expect(await store.acquireRefreshLease(record.idHash, 'owner-2', 10_000)).toEqual({ state: 'acquired' });
         // The lease does not touch the session's data.
         expect(await store.get(record.idHash)).toStrictEqual(record);
       });
 
-      it('can be taken over once expired', async () => {
+      it('reports its expiry on the store clock, and is taken over only by naming the expired holder', async () => {
         const record = makeRecord();
         await store.create(record);
-        expect(await store.acquireRefreshLease(record.idHash, 'owner-1', 100, Date.now())).toBe(true);
-        expect(await store.acquireRefreshLease(record.idHash, 'owner-2', 100, Date.now())).toBe(false);
+        const before = Date.now();
+        expect(await store.acquireRefreshLease(record.idHash, 'owner-1', 100)).toEqual({ state: 'acquired' });
+        const held = await store.acquireRefreshLease(record.idHash, 'owner-2', 100);
+        if (held.state !== 'held') throw new Error(`expected a held lease, got ${held.state}`);
+        // The store's clock is this machine's here: the expiry is about 100 ms from the acquisition.
+        expect(held.holder.expiresAt).toBeGreaterThanOrEqual(before + 100 - 50);
+        expect(held.holder.expiresAt).toBeLessThanOrEqual(Date.now() + 100 + 50);
+        // Naming the holder does not take a live lease.
+        expect(await store.acquireRefreshLease(record.idHash, 'owner-2', 10_000, held.holder)).toMatchObject({ state: 'held', expired: false });
         await sleep(200);
-        expect(await store.acquireRefreshLease(record.idHash, 'owner-2', 10_000, Date.now())).toBe(true);
+        // Expired, but its holder may be alive with tokens it could not write: never taken without naming it.
+        const expired = await store.acquireRefreshLease(record.idHash, 'owner-2', 10_000);
+        expect(expired).toEqual({ state: 'held', holder: held.holder, expired: true });
+        // Naming another expiry (the holder renewed since) takes nothing.
+        expect(await store.acquireRefreshLease(record.idHash, 'owner-2', 10_000, { ...held.holder, expiresAt: held.holder.expiresAt - 1 })).toMatchObject({ state: 'held' });
+        expect(await store.acquireRefreshLease(record.idHash, 'owner-2', 10_000, held.holder)).toEqual({ state: 'acquired' });
+        // The old holder has lost it: it can neither renew nor write.
+        expect(await store.renewRefreshLease(record.idHash, 'owner-1', 10_000)).toBe(false);
+        expect(await store.completeRefresh(record.idHash, 'owner-1', { payload: 'late', accessExpiresAt: null })).toBeNull();
+        expect((await store.get(record.idHash))?.payload).toBe(record.payload);
+      });
+
+      it('is extended by its owner only', async () => {
+        const record = makeRecord();
+        await store.create(record);
+        await store.acquireRefreshLease(record.idHash, 'owner-1', 100);
+        expect(await store.renewRefreshLease(record.idHash, 'owner-2', 10_000)).toBe(false);
+        expect(await store.renewRefreshLease(record.idHash, 'owner-1', 10_000)).toBe(true);
+        await sleep(200);
+        const held = await store.acquireRefreshLease(record.idHash, 'owner-2', 10_000);
+        expect(held).toMatchObject({ state: 'held', expired: false });
+        // An expired lease nobody took over is still its owner's to renew.
+        await store.releaseRefreshLease(record.idHash, 'owner-1');
+        await store.acquireRefreshLease(record.idHash, 'owner-1', 50);
+        await sleep(100);
+        expect(await store.renewRefreshLease(record.idHash, 'owner-1', 10_000)).toBe(true);
+        expect(await store.acquireRefreshLease(record.idHash, 'owner-2', 10_000)).toMatchObject({ state: 'held', expired: false });
       });
 
       it('lets only one of several concurrent acquirers win', async () => {
         const record = makeRecord();
         await store.create(record);
-        const now = Date.now();
-        const wins = await Promise.all(
-          Array.from({ length: 5 }, (_, i) => store.acquireRefreshLease(record.idHash, `owner-${i}`, 10_000, now)),
-        );
-        expect(wins.filter(Boolean)).toHaveLength(1);
+        const results = await Promise.all(Array.from({ length: 5 }, (_, i) => store.acquireRefreshLease(record.idHash, `owner-${i}`, 10_000)));
+        expect(results.filter((r) => r.state === 'acquired')).toHaveLength(1);
       });
 
       it('is not granted for an absent session', async () => {
-        expect(await store.acquireRefreshLease(randomId(), 'owner-1', 10_000, Date.now())).toBe(false);
+        const id = randomId();
+        expect(await store.acquireRefreshLease(id, 'owner-1', 10_000)).toEqual({ state: 'gone' });
+        expect(await store.renewRefreshLease(id, 'owner-1', 10_000)).toBe(false);
+        expect(await store.completeRefresh(id, 'owner-1', { payload: 'x', accessExpiresAt: null })).toBeNull();
+        expect(await store.get(id)).toBeUndefined();
+      });
+    });
+
+    describe('completeRefresh', () => {
+      it('writes the tokens, bumps the version and releases the lease, whatever the version', async () => {
+        const record = makeRecord({ version: 3 });
+        await store.create(record);
+        await store.acquireRefreshLease(record.idHash, 'owner-1', 10_000);
+        // A re-encryption of the same tokens moves the version meanwhile: the refresh write still lands.
+        expect(await store.updatePayload(record.idHash, 3, { payload: 'reencrypted', accessExpiresAt: record.accessExpiresAt })).toBe(4);
+        expect(await store.completeRefresh(record.idHash, 'owner-1', { payload: 'refreshed', accessExpiresAt: record.createdAt + 999 })).toBe(5);
+        expect(await store.get(record.idHash)).toStrictEqual({ ...record, payload: 'refreshed', accessExpiresAt: record.createdAt + 999, version: 5 });
+        // Released: the next refresh can take the lease, the writer cannot write twice.
+        expect(await store.completeRefresh(record.idHash, 'owner-1', { payload: 'again', accessExpiresAt: null })).toBeNull();
+        expect(await store.acquireRefreshLease(record.idHash, 'owner-2', 10_000)).toEqual({ state: 'acquired' });
+        expect(await store.completeRefresh(record.idHash, 'owner-2', { payload: 'p3', accessExpiresAt: null })).toBe(6);
+        expect((await store.get(record.idHash))?.accessExpiresAt).toBeNull();
+      });
+
+      it('writes nothing without the lease', async () => {
+        const record = makeRecord();
+        await store.create(record);
+        expect(await store.completeRefresh(record.idHash, 'owner-1', { payload: 'x', accessExpiresAt: null })).toBeNull();
+        await store.acquireRefreshLease(record.idHash, 'owner-2', 10_000);
+        expect(await store.completeRefresh(record.idHash, 'owner-1', { payload: 'x', accessExpiresAt: null })).toBeNull();
+        expect(await store.get(record.idHash)).toStrictEqual(record);
       });
     });
 
@@ -432,6 +526,38 @@ export function runStoreContract(name: string, harness: StoreHarness): void {
           await store.publishInvalidation(ids);
           return ids.every((id) => seen.has(id));
         }, 10_000, 200);
+      });
+    });
+
+    describe('one-time token uses (back-channel logout jti)', () => {
+      it('is recorded once: a second use is a replay, on this and on another instance', async () => {
+        const key = randomId();
+        const now = Date.now();
+        expect(await store.recordTokenUse(key, now + HOUR, now)).toBe(true);
+        expect(await store.recordTokenUse(key, now + HOUR, now)).toBe(false);
+        const other = openOn(shared);
+        expect(await other.recordTokenUse(key, now + HOUR, now)).toBe(false);
+        expect(await store.recordTokenUse(randomId(), now + HOUR, now)).toBe(true);
+      });
+
+      it('lets exactly one of several concurrent instances record a key', async () => {
+        const key = randomId();
+        const now = Date.now();
+        const instances = [store, openOn(shared), openOn(shared)];
+        const results = await Promise.all([...instances, ...instances].map((s) => s.recordTokenUse(key, now + HOUR, now)));
+        expect(results.filter(Boolean)).toHaveLength(1);
+      });
+
+      it('is forgotten on request, and no longer counts once expired', async () => {
+        const key = randomId();
+        const now = Date.now();
+        expect(await store.recordTokenUse(key, now + HOUR, now)).toBe(true);
+        await store.forgetTokenUse(key);
+        expect(await store.recordTokenUse(key, now + 300, now)).toBe(true);
+        // Past its expiry (on the store's clock for Redis, on `now` for SQL): usable again.
+        await sleep(400);
+        expect(await store.recordTokenUse(key, Date.now() + HOUR, Date.now())).toBe(true);
+        expect(await store.recordTokenUse(key, Date.now() + HOUR, Date.now())).toBe(false);
       });
     });
 

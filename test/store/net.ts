@@ -45,7 +45,9 @@ export async function startTcpProxy(targetPort: number, targetHost = '127.0.0.1'
   return {
     port,
     cut: stop,
-    restore: () => listen(port),
+    restore: async () => {
+      if (!server.listening) await listen(port);
+    },
     close: stop,
   };
 }

@@ -2,8 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createRedisStore } from '../../src/store/redis.ts';
-import { StoreUnavailableError } from '../../src/store/types.ts';
-import { checkOutageRecovery, eventually, makeRecord, randomId, runStoreContract } from './contract.ts';
+import { checkFailsFastWhenClosed, checkOutageRecovery, eventually, makeRecord, runStoreContract } from './contract.ts';
 import { closedPort, startTcpProxy } from './net.ts';
 
 import { REDIS_URL as url, probeRedis as probe } from '../support/services.ts';
@@ -89,16 +88,7 @@ describe.skipIf(unavailable !== undefined)('redis store specifics', () => {
 
   it('fails fast with StoreUnavailableError when nothing listens on the port', async () => {
     const port = await closedPort();
-    const store = createRedisStore({ url: `redis://127.0.0.1:${port}`, keyPrefix: newPrefix(), onError: quiet });
-    try {
-      for (const call of [() => store.get(randomId()), () => store.migrate(), () => store.ping()]) {
-        const started = Date.now();
-        await expect(call()).rejects.toBeInstanceOf(StoreUnavailableError);
-        expect(Date.now() - started).toBeLessThan(3000);
-      }
-    } finally {
-      await store.close();
-    }
+    await checkFailsFastWhenClosed(createRedisStore({ url: `redis://127.0.0.1:${port}`, keyPrefix: newPrefix(), onError: quiet }));
   });
 
   it('fails fast while Redis is cut off and recovers by itself, subscriber included', async () => {

@@ -31,8 +31,13 @@ export function testTarget(overrides: Partial<TargetConfig> & Pick<TargetConfig,
     timeoutMs: 30_000,
     headers: {},
     passSetCookie: false,
+    allowMethodOverride: false,
     pool: { connections: 128, keepAliveTimeoutMs: 60_000, keepAliveMaxTimeoutMs: 600_000 },
     websocket: false,
+    // As buildTargets decides: a target that sends no token lets cross-site GETs through.
+    csrf: { mode: 'token', allMethods: false, allowCrossSiteGet: overrides.tokenRequirement === 'none' },
+    goErrors: false,
+    redirectBareMount: false,
     ...overrides,
   };
 }

@@ -55,3 +55,12 @@ export function textById(html: string, id: string): string | undefined {
   const m = re.exec(html);
   return m?.[2] ? decode(m[2].replace(/<[^>]+>/g, '')).trim() : undefined;
 }
+
+/**
+ * The form a page submits by itself on load (token-handler's end-session page: a form POST to the IdP and
+ * `document.forms[0].submit()`), which a browser follows like a redirect; undefined for any other page.
+ */
+export function autoSubmittedForm(html: string): ParsedForm | undefined {
+  if (!/document\.forms\[0\]\.submit\(\)/.test(html)) return undefined;
+  return parseForms(html)[0];
+}

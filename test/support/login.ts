@@ -6,7 +6,7 @@
  */
 import type { Browser, Hop, RequestOptions } from './http.ts';
 import { isRedirect } from './http.ts';
-import { parseForms, textById } from './html.ts';
+import { autoSubmittedForm, parseForms, textById } from './html.ts';
 
 export interface LoginOptions {
   username?: string;
@@ -75,6 +75,13 @@ async function drive(browser: Browser, start: string | URL, options: LoginOption
     }
 
     const html = await response.text();
+    const autoForm = onIdp ? undefined : autoSubmittedForm(html);
+    if (autoForm) {
+      // What the page's script does in a browser: post the form (token-handler's end-session continuation).
+      url = new URL(autoForm.action, url);
+      opts = { method: autoForm.method, body: autoForm.fields };
+      continue;
+    }
     if (!onIdp) {
       throw new LoginFailedError(`expected a redirect to the IdP, got ${response.status} at ${url.href}: ${html.slice(0, 200)}`, url.href, hops);
     }

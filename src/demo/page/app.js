@@ -1,7 +1,11 @@
-// The demo app: plain browser JavaScript, no token anywhere. axios sends the XSRF-TOKEN cookie back as
-// the X-XSRF-TOKEN header on same-origin requests by itself; with fetch the app does it explicitly.
+// The demo app: plain browser JavaScript, no token anywhere. It uses token-handler's browser client
+// (`token-handler/client`, served here as /client.js) for the session, login, logout and fetch with the
+// XSRF header; axios sends the XSRF-TOKEN cookie back as X-XSRF-TOKEN on same-origin requests by itself.
+import { createClient } from '/client.js';
+
 const api = '/token-handler/v1';
 const $ = (id) => document.getElementById(id);
+const th = createClient();
 
 /** Shows a reply; `data-seq` counts replies so a test (or a curious reader) can tell a new one arrived. */
 function show(value, status) {
@@ -14,14 +18,26 @@ function show(value, status) {
   badge.className = `badge ${status >= 200 && status < 300 ? 'ok' : 'error'}`;
 }
 
-function xsrfToken() {
-  const match = document.cookie.match(/(?:^|;\s*)XSRF-TOKEN=([^;]*)/);
-  return match ? decodeURIComponent(match[1]) : '';
+/** A line in the events card; `data-event` and `data-detail` let a test read it. */
+function logEvent(type, text, detail = '') {
+  const item = document.createElement('li');
+  item.dataset.event = type;
+  item.dataset.detail = detail;
+  item.textContent = `${new Date().toLocaleTimeString()}  ${type}: ${text}`;
+  $('events').append(item);
 }
 
-async function refreshSession() {
-  const response = await fetch(`${api}/sessions`, { credentials: 'same-origin' });
-  const [session] = await response.json();
+/** The notice bar: a message and, optionally, one action. */
+function notice(text, action, onAction) {
+  $('notice').hidden = !text;
+  $('notice-text').textContent = text || '';
+  const button = $('notice-action');
+  button.hidden = !action;
+  button.textContent = action || '';
+  button.onclick = onAction || null;
+}
+
+function render(session) {
   $('anonymous').hidden = Boolean(session);
   $('signed-in').hidden = !session;
   if (session) {
@@ -32,8 +48,32 @@ async function refreshSession() {
     $('expires').textContent = new Date(Math.min(Date.parse(session.expiresAt), Date.parse(session.idleExpiresAt))).toLocaleString();
   }
   document.body.dataset.session = session ? 'signed-in' : 'anonymous';
-  return session;
 }
+
+th.on('session', (event) => {
+  render(event.detail);
+  logEvent('session', event.detail ? `signed in as ${event.detail.name || event.detail.sub}` : 'no session');
+});
+th.on('expiring', (event) => {
+  logEvent('expiring', `the session ends in ${event.detail.expiresIn} s`, String(event.detail.expiresIn));
+  notice(`Your session ends in about ${Math.ceil(event.detail.expiresIn / 60)} minute(s).`, 'Stay signed in', () => {
+    notice('');
+    // Any request through token-handler moves the idle end of the session; asking for it is one.
+    th.session().catch((error) => show({ error: String(error) }));
+  });
+});
+th.on('expired', () => {
+  logEvent('expired', 'the session has ended');
+  notice('Your session has ended.', 'Log in again', () => th.login());
+});
+th.on('loginrequired', (event) => {
+  logEvent('loginrequired', `401 login_required from ${new URL(event.detail.url).pathname}`);
+  notice('Your session has ended: log in again to continue.', 'Log in', () => th.login());
+});
+th.on('logout', (event) => {
+  logEvent('logout', event.detail.from === 'other-tab' ? 'logged out in another tab' : 'logged out', event.detail.from);
+  if (event.detail.from === 'other-tab') notice('You logged out in another tab.');
+});
 
 /** A fetch Response's body: JSON when it says so, else text. */
 async function bodyOf(response) {
@@ -64,30 +104,41 @@ onClick('call-axios', 'axios', async () => {
 });
 
 onClick('call-fetch', 'fetch', async () => {
-  const response = await fetch(`${api}/targets/api/api/hello`, { credentials: 'same-origin' });
+  const response = await th.fetch(`${api}/targets/api/api/hello`);
   return { status: response.status, body: await bodyOf(response) };
 });
 
+/** The echo target replies with everything it received; show only what matters here. */
+function upstreamSaw({ method, path, bodyLength, token }) {
+  return { method, path, bodyLength, tokenValid: Boolean(token && token.valid) };
+}
+
 onClick('post-axios', 'axios POST', async () => {
-  // The echo target replies with everything it received; show only what matters here.
   const response = await axios.post(`${api}/targets/echo/orders`, { item: 'coffee', quantity: 2 });
-  const { method, path, bodyLength, token } = response.data;
-  return { status: response.status, upstreamSaw: { method, path, bodyLength, tokenValid: Boolean(token && token.valid) } };
+  return { status: response.status, upstreamSaw: upstreamSaw(response.data) };
+});
+
+onClick('post-fetch', 'fetch POST', async () => {
+  const response = await th.fetch(`${api}/targets/echo/orders`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ item: 'tea', quantity: 1 }),
+  });
+  const body = await bodyOf(response);
+  return response.ok ? { status: response.status, upstreamSaw: upstreamSaw(body) } : { status: response.status, body };
+});
+
+$('login').addEventListener('click', (event) => {
+  event.preventDefault();
+  th.login({ returnTo: '/' });
 });
 
 $('logout').addEventListener('click', async () => {
   try {
-    const response = await fetch(`${api}/clients/default/logout`, {
-      method: 'POST',
-      credentials: 'same-origin',
-      headers: { accept: 'application/json', 'X-XSRF-TOKEN': xsrfToken() },
-    });
-    const body = await bodyOf(response);
-    if (response.ok && body.redirectTo) window.location.assign(body.redirectTo);
-    else show({ via: 'logout', status: response.status, body }, response.status);
+    await th.logout();
   } catch (error) {
-    show({ via: 'logout', error: String(error) });
+    show({ via: 'logout', status: error.status, error: String(error) }, error.status);
   }
 });
 
-refreshSession().catch((error) => show({ error: String(error) }));
+th.session().then(render, (error) => show({ error: String(error) }));

@@ -4,55 +4,70 @@
  * the upgrade is replayed to the upstream with the access token injected and our cookies removed, and
  * once the upstream switches protocols the two sockets are joined byte for byte. Frames are not parsed
  * or re-framed, so extensions (permessage-deflate) and subprotocols are negotiated end to end.
+ *
+ * Only `Upgrade: websocket` to the path of a WebSocket target is switched. Every other request carrying
+ * an Upgrade header (h2c, a WebSocket upgrade elsewhere) is an ordinary HTTP request: the server's
+ * `shouldUpgradeCallback` hands it to Fastify's routing, and Upgrade, being hop-by-hop, goes no further.
+ * (Tunnelled, `Upgrade: h2c` carried raw bytes, with the bearer token, to any path of the upstream.)
  */
 import type { FastifyInstance } from 'fastify';
 import { request as httpRequest, STATUS_CODES, type ClientRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { BlockList, isIP, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import type { Config } from '../config/types.ts';
 import type { AppContext } from '../context.ts';
-import { resolveCredential, type TargetPlan } from '../proxy/plan.ts';
-import { prepareResponseHeaders, prepareUpstreamHeaders, type ForwardedFacts, type Headers } from '../security/headers.ts';
+import { statusLabel } from '../metrics.ts';
+import { resolveCredential, type TargetPlan } from './plan.ts';
+import type { TargetRoute } from './http.ts';
+import type { TargetTable } from './table.ts';
+import { prepareResponseHeaders, prepareUpstreamHeaders, type ForwardedFacts, type Headers } from './headers.ts';
 import { checkHost } from '../security/host.ts';
-import { joinUpstreamPath, rawSubPath } from '../security/paths.ts';
+import { joinUpstreamPath, rawSubPath } from './paths.ts';
 import { StoreUnavailableError } from '../store/types.ts';
+import { forwardedProtoProblem } from '../http/origin.ts';
+import { rawProblemResponse } from '../http/problem.ts';
+import { activeTracing, redactedQuery, type ClientSpan, type ServerSpan } from '../ops/tracing.ts';
 
-export function websocketProxy(app: FastifyInstance, ctx: AppContext, plans: readonly TargetPlan[]): void {
-  if (plans.length === 0) return;
-  // Longest mount path first, so `/api/orders` wins over `/api`.
-  const ordered = [...plans].sort((a, b) => b.mountPath.length - a.mountPath.length);
-  const trust = trustedPeer(ctx.config.trustProxy);
-  const publicOrigin = ctx.config.publicUrl ? new URL(ctx.config.publicUrl).origin : undefined;
+export function websocketProxy(app: FastifyInstance, ctx: AppContext, table: TargetTable<TargetRoute>): void {
   const open = new Set<Duplex>();
   const server = app.server;
 
-  const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+  // The targets in force are looked up per upgrade (a reload can add or remove WebSocket targets).
+  const route = (req: IncomingMessage): { plan: TargetPlan; subPath: string } | undefined => {
+    if (!asksForWebSocket(req)) return undefined;
     const url = req.url ?? '';
-    let plan: TargetPlan | undefined;
-    let subPath: string | undefined;
-    for (const candidate of ordered) {
-      subPath = rawSubPath(url, candidate.mountPath);
-      if (subPath !== undefined) {
-        plan = candidate;
-        break;
-      }
+    // Longest mount path first (the table's order), so `/api/orders` wins over `/api`.
+    for (const mounted of table.mounted) {
+      if (!mounted.target.websocket || !mounted.route) continue;
+      const subPath = rawSubPath(url, mounted.mountPath);
+      if (subPath !== undefined) return { plan: mounted.route.plan, subPath };
     }
-    if (!plan || subPath === undefined) {
-      // Another listener (a WebSocket plugin) may serve this path; when we are alone, nobody does.
-      if (server.listenerCount('upgrade') === 1) reject(socket, 404, 'not_found', 'no WebSocket target at this path');
+    return undefined;
+  };
+
+  const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    const routed = route(req);
+    if (!routed) {
+      reject(socket, 400, 'upgrade_not_supported', 'only a WebSocket upgrade (Upgrade: websocket) to a WebSocket target switches protocols; send this request without Upgrade');
       return;
     }
     socket.on('error', () => socket.destroy());
-    const chosen = plan;
-    const facts = forwardedFacts(req, trust);
-    // Upgrades bypass Fastify's hooks: the Host check of app.ts is repeated here.
-    const host = checkHost(req.rawHeaders, facts.host);
+    const { plan: chosen, subPath } = routed;
+    const requested = ctx.origins.requested(req);
+    // Upgrades bypass Fastify's hooks: the Host and scheme checks of app.ts are repeated here.
+    const host = checkHost(req.rawHeaders, requested.host);
     if (!host.ok) {
       reject(socket, 400, 'invalid_host', host.reason);
       return;
     }
-    proxyUpgrade(ctx, chosen, req, socket, head, subPath, facts, publicOrigin, open).catch((err: unknown) => {
+    const proto = forwardedProtoProblem(requested.proto);
+    if (proto !== undefined) {
+      reject(socket, 400, 'invalid_forwarded_proto', proto);
+      return;
+    }
+    const clientAddress = req.socket?.remoteAddress;
+    const facts: ForwardedFacts = { clientAddress, peerTrusted: ctx.origins.trustsPeer(clientAddress), proto: requested.proto, host: requested.host };
+    proxyUpgrade(ctx, chosen, req, socket, head, subPath, facts, open).catch((err: unknown) => {
       if (err instanceof StoreUnavailableError) {
         app.log.error({ reason: err.message }, 'session store unavailable');
         reject(socket, 503, 'store_unavailable', 'the session store is unavailable; try again shortly');
@@ -63,7 +78,19 @@ export function websocketProxy(app: FastifyInstance, ctx: AppContext, plans: rea
     });
   };
 
-  server.on('upgrade', onUpgrade);
+  // Upgrades are taken over once a WebSocket target is configured (at startup or by a reload).
+  let installed = false;
+  const install = (): void => {
+    if (installed || !table.mounted.some((mounted) => mounted.target.websocket)) return;
+    installed = true;
+    // Node 24.9+: upgrades we do not switch are served as plain HTTP. On an older Node every upgrade
+    // arrives below and the others are refused with a 400.
+    // (@types/node does not describe the property yet.)
+    (server as { shouldUpgradeCallback?: (req: IncomingMessage) => boolean }).shouldUpgradeCallback = (req) => route(req) !== undefined;
+    server.on('upgrade', onUpgrade);
+  };
+  install();
+  table.onSwap(install);
   // preClose: server.close() waits for every socket, and joined sockets are no longer the HTTP server's to close.
   app.addHook('preClose', async () => {
     server.off('upgrade', onUpgrade);
@@ -79,11 +106,10 @@ async function proxyUpgrade(
   head: Buffer,
   subPath: string,
   forwarded: ForwardedFacts,
-  publicOrigin: string | undefined,
   open: Set<Duplex>,
 ): Promise<void> {
   const { target } = plan;
-  const count = (status: number): void => ctx.metrics.proxyRequests.inc({ target: target.id, status: String(status) });
+  const count = (status: number): void => ctx.metrics.proxyRequests.inc({ target: target.id, status: statusLabel(status) });
   if (req.method !== 'GET') return reject(socket, 405, 'method_not_allowed', 'a WebSocket upgrade is a GET');
   const joined = joinUpstreamPath(plan.base, subPath);
   if (!joined.ok) return reject(socket, 400, 'invalid_path', `the request path was refused: ${joined.reason}`);
@@ -91,9 +117,12 @@ async function proxyUpgrade(
   // Cross-site WebSocket hijacking: a browser always sends Origin on a WebSocket handshake, and only
   // our own origin and the client's allowed origins may open one with the user's cookies.
   const origin = single(req.headers.origin);
-  const own = publicOrigin ?? `${forwarded.proto}://${forwarded.host}`;
+  const own = ctx.origins.ofRaw(req);
   const tenant = plan.tenantOf(single(req.headers[plan.tenantHeader]));
-  if (origin === undefined || !plan.csrfOrigins(tenant.ok ? tenant.tenant : null, own).has(origin)) {
+  const originAllowed = (tenantId: string | null): boolean => origin !== undefined && plan.csrfOrigins(tenantId, own.origin).has(origin);
+  // Without the tenant header, the origins are those of the session's tenant: checked once it is known.
+  const originLater = plan.tenantFromSession(tenant);
+  if (!originLater && !originAllowed(tenant.ok ? tenant.tenant : null)) {
     ctx.metrics.csrfRejections.inc({ reason: 'websocket_origin' });
     return reject(socket, 403, 'origin_not_allowed', `WebSocket connections from origin ${origin ?? '(none)'} are not allowed`);
   }
@@ -102,17 +131,36 @@ async function proxyUpgrade(
   const cookieName = secure ? plan.sessionCookie.secure : plan.sessionCookie.insecure;
   const cookieHeader = single(req.headers.cookie);
   const credential = await resolveCredential(ctx, plan, cookieHeader ? cookieValue(cookieHeader, cookieName) : undefined, tenant);
+  if (originLater && !originAllowed(credential.ok ? (credential.session?.record.tenant ?? null) : null)) {
+    ctx.metrics.csrfRejections.inc({ reason: 'websocket_origin' });
+    return reject(socket, 403, 'origin_not_allowed', `WebSocket connections from origin ${origin ?? '(none)'} are not allowed`);
+  }
   if (!credential.ok) return reject(socket, credential.status, credential.error, credential.detail);
   if (socket.destroyed) return;
 
-  const upgrade = single(req.headers.upgrade) ?? 'websocket';
+  const upgrade = 'websocket';
   // With --public_url, the upstream hears of that host, never of what the client put in Host.
-  const upstreamFacts = publicOrigin ? { ...forwarded, proto: new URL(publicOrigin).protocol.slice(0, -1), host: new URL(publicOrigin).host } : forwarded;
+  const upstreamFacts = { ...forwarded, proto: own.proto, host: own.host };
   const headers = prepareUpstreamHeaders({ ...req.headers } as Headers, plan.upstreamHeaders, credential.token, upstreamFacts);
   headers.connection = 'Upgrade';
   headers.upgrade = upgrade;
 
   const upstreamUrl = new URL(joined.path + queryOf(req.url ?? ''), plan.base.origin);
+  // Tracing on: the handshake's spans (it bypasses Fastify's hooks), the upstream's parent the client span.
+  const spans = activeTracing() === undefined ? undefined : handshakeSpans(req, plan, upstreamUrl);
+  if (spans) {
+    headers.traceparent = spans.client.traceparent;
+    if (spans.client.tracestate === undefined) delete headers.tracestate;
+    else headers.tracestate = spans.client.tracestate;
+  }
+  const end = (status: number, failure?: string): void => {
+    if (!spans) return;
+    for (const span of [spans.client, spans.server]) {
+      span.setAttribute('http.response.status_code', status);
+      if (failure !== undefined) span.fail(failure);
+      span.end();
+    }
+  };
   const send = upstreamUrl.protocol === 'https:' ? httpsRequest : httpRequest;
   let settled = false;
   const upstream: ClientRequest = send(upstreamUrl, { method: 'GET', headers: headers as Record<string, string | string[]>, agent: false });
@@ -120,6 +168,7 @@ async function proxyUpgrade(
     if (settled) return;
     settled = true;
     count(504);
+    end(504, 'timeout');
     upstream.destroy();
     reject(socket, 504, 'upstream_timeout', `target "${target.id}" did not answer within ${target.timeoutMs} ms`);
   });
@@ -130,6 +179,7 @@ async function proxyUpgrade(
     if (settled) return;
     settled = true;
     count(502);
+    end(502, 'unavailable');
     reject(socket, 502, 'upstream_unavailable', `target "${target.id}" could not be reached`);
   });
   upstream.on('response', (res) => {
@@ -137,6 +187,7 @@ async function proxyUpgrade(
     if (settled) return res.destroy();
     settled = true;
     count(res.statusCode ?? 502);
+    end(res.statusCode ?? 502);
     const filtered = prepareResponseHeaders({ ...res.headers } as Headers, plan.responseHeaders);
     filtered.connection = 'close';
     socket.write(head_(res.statusCode ?? 502, res.statusMessage, filtered));
@@ -150,6 +201,7 @@ async function proxyUpgrade(
     }
     settled = true;
     count(101);
+    end(101);
     const filtered = prepareResponseHeaders({ ...res.headers } as Headers, plan.responseHeaders);
     filtered.connection = 'Upgrade';
     filtered.upgrade = single(res.headers.upgrade) ?? upgrade;
@@ -163,6 +215,28 @@ async function proxyUpgrade(
     join(socket, upstreamSocket, open);
   });
   upstream.end();
+}
+
+/** The handshake's server span (continuing a valid traceparent) and its upstream call's client span. */
+function handshakeSpans(req: IncomingMessage, plan: TargetPlan, upstreamUrl: URL): { server: ServerSpan; client: ClientSpan } {
+  const tracing = activeTracing()!;
+  const url = req.url ?? '/';
+  const q = url.indexOf('?');
+  const route = `${plan.mountPath}/*`;
+  const server = tracing.startServer(`GET ${route}`, single(req.headers.traceparent), single(req.headers.tracestate), {
+    'http.request.method': 'GET',
+    'http.route': route,
+    'url.path': q < 0 ? url : url.slice(0, q),
+    ...(q >= 0 && { 'url.query': redactedQuery(url.slice(q)) }),
+  });
+  const client = tracing.startClient(server, 'GET', {
+    'http.request.method': 'GET',
+    'server.address': upstreamUrl.hostname,
+    'server.port': upstreamUrl.port === '' ? (upstreamUrl.protocol === 'https:' ? 443 : 80) : Number(upstreamUrl.port),
+    'url.full': `${upstreamUrl.origin}${upstreamUrl.pathname}${upstreamUrl.search.length > 1 ? `?${redactedQuery(upstreamUrl.search)}` : ''}`,
+    'token_handler.target': plan.target.id,
+  });
+  return { server, client };
 }
 
 /** Joins two sockets both ways; when either side ends or fails, both go. */
@@ -200,19 +274,17 @@ function reject(socket: Duplex, status: number, error: string, detail: string): 
     socket.destroy();
     return;
   }
-  const body = JSON.stringify({ type: 'about:blank', title: STATUS_CODES[status] ?? 'Error', status, error, detail });
-  socket.end(
-    head_(status, undefined, {
-      'content-type': 'application/problem+json; charset=utf-8',
-      'content-length': String(Buffer.byteLength(body)),
-      'cache-control': 'no-store',
-      connection: 'close',
-    }) + body,
-  );
+  socket.end(rawProblemResponse(status, error, detail));
 }
 
 function single(value: string | string[] | undefined): string | undefined {
   return Array.isArray(value) ? value[0] : value;
+}
+
+/** `Upgrade: websocket` (RFC 6455 §4.1; the token is case-insensitive), and no other protocol. */
+function asksForWebSocket(req: IncomingMessage): boolean {
+  const upgrade = req.headers.upgrade;
+  return typeof upgrade === 'string' && upgrade.trim().toLowerCase() === 'websocket';
 }
 
 function queryOf(url: string): string {
@@ -235,55 +307,4 @@ export function cookieValue(header: string, name: string): string | undefined {
     }
   }
   return undefined;
-}
-
-/**
- * Whether the connection's peer is a trusted proxy, after --trust_proxy (as Fastify decides it for
- * request.protocol and request.host): true, false, or a list of addresses, CIDRs and the names
- * loopback, linklocal, uniquelocal.
- */
-function trustedPeer(setting: Config['trustProxy']): (address: string | undefined) => boolean {
-  if (setting === true) return () => true;
-  if (setting === false || setting.length === 0) return () => false;
-  const list = new BlockList();
-  const ranges: Record<string, [string, number, 'ipv4' | 'ipv6'][]> = {
-    loopback: [['127.0.0.0', 8, 'ipv4'], ['::1', 128, 'ipv6']],
-    linklocal: [['169.254.0.0', 16, 'ipv4'], ['fe80::', 10, 'ipv6']],
-    uniquelocal: [['10.0.0.0', 8, 'ipv4'], ['172.16.0.0', 12, 'ipv4'], ['192.168.0.0', 16, 'ipv4'], ['fc00::', 7, 'ipv6']],
-  };
-  for (const item of setting) {
-    const named = ranges[item];
-    if (named) {
-      for (const [net, prefix, type] of named) list.addSubnet(net, prefix, type);
-      continue;
-    }
-    const [address = '', prefix] = item.split('/');
-    const family = isIP(address) === 6 ? 'ipv6' : 'ipv4';
-    if (prefix === undefined) list.addAddress(address, family);
-    else list.addSubnet(address, Number(prefix), family);
-  }
-  return (address) => {
-    if (!address) return false;
-    const v4 = address.startsWith('::ffff:') && isIP(address.slice(7)) === 4 ? address.slice(7) : address;
-    return list.check(v4, isIP(v4) === 6 ? 'ipv6' : 'ipv4');
-  };
-}
-
-function lastEntry(value: string | string[] | undefined): string | undefined {
-  const text = single(value);
-  if (text === undefined) return undefined;
-  const comma = text.lastIndexOf(',');
-  return (comma < 0 ? text : text.slice(comma + 1)).trim();
-}
-
-function forwardedFacts(req: IncomingMessage, trusted: (address: string | undefined) => boolean): ForwardedFacts {
-  const socket = req.socket as Socket & { encrypted?: boolean };
-  const clientAddress = socket.remoteAddress;
-  let proto = socket.encrypted ? 'https' : 'http';
-  let host = single(req.headers.host) ?? '';
-  if (trusted(clientAddress)) {
-    proto = lastEntry(req.headers['x-forwarded-proto']) ?? proto;
-    host = lastEntry(req.headers['x-forwarded-host']) ?? host;
-  }
-  return { clientAddress, proto, host };
 }

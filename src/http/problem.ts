@@ -2,6 +2,16 @@ import type { FastifyReply } from 'fastify';
 import { STATUS_CODES } from 'node:http';
 
 /**
+ * The one writer of RFC 9457 problem+json answers, for Fastify replies (`sendProblem`) and for sockets no
+ * reply exists for (`rawProblemResponse`: requests Node's parser refused, refused WebSocket upgrades).
+ */
+
+/** The problem object itself. */
+export function problem(status: number, error: string, detail: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return { type: 'about:blank', title: title(status), status, error, detail, ...extra };
+}
+
+/**
  * Sends an RFC 9457 problem+json body. `error` is a stable machine-readable code an app can act on
  * (`login_required`, `csrf_failed`, ...); `detail` is for humans and never holds a token or secret.
  */
@@ -16,7 +26,20 @@ export function sendProblem(
     .code(status)
     .header('content-type', 'application/problem+json; charset=utf-8')
     .header('cache-control', 'no-store')
-    .send({ type: 'about:blank', title: title(status), status, error, detail, ...extra });
+    .send(problem(status, error, detail, extra));
+}
+
+/** A complete problem+json HTTP/1.1 response that closes the connection, for a raw socket. */
+export function rawProblemResponse(status: number, error: string, detail: string): string {
+  const body = JSON.stringify(problem(status, error, detail));
+  return (
+    `HTTP/1.1 ${status} ${title(status)}\r\n` +
+    'Content-Type: application/problem+json; charset=utf-8\r\n' +
+    'Cache-Control: no-store\r\n' +
+    `Content-Length: ${Buffer.byteLength(body)}\r\n` +
+    'Connection: close\r\n\r\n' +
+    body
+  );
 }
 
 function title(status: number): string {

@@ -2,7 +2,7 @@
  * The API proxy: every configured target is mounted at its mount path and forwarded with
  * @fastify/reply-from over an undici pool of its own, the browser's session turned into
  * `Authorization: Bearer <access token>` on the way. Headers are rewritten in one pass each way
- * (src/security/headers.ts). No retries, ever: a proxy must not multiply requests.
+ * (src/proxy/headers.ts). No retries, ever: a proxy must not multiply requests.
  *
  * One encapsulated scope per target holds its reply-from instance (reply-from decorates `reply.from`
  * once per scope) and its body handling: no content-type parsers, only a catch-all that hands the raw
@@ -15,20 +15,27 @@ import type { FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods } from 
 import type { Readable } from 'node:stream';
 import { Transform, type TransformCallback } from 'node:stream';
 import replyFrom, { type FastifyReplyFromHooks } from '@fastify/reply-from';
-import { Pool } from 'undici';
+import type { Dispatcher } from 'undici';
+import { kUpstream, RoutingDispatcher, type RouteBuilder, type TargetTable } from './table.ts';
 import type { AppContext } from '../context.ts';
-import { planTarget, resolveCredential, type Credential, type TargetPlan } from '../proxy/plan.ts';
-import { checkCsrf, isSafeMethod } from '../security/csrf.ts';
-import { prepareResponseHeaders, prepareUpstreamHeaders, type Headers } from '../security/headers.ts';
-import { joinUpstreamPath, rawSubPath } from '../security/paths.ts';
-import { sendProblem } from './problem.ts';
+import { statusLabel } from '../metrics.ts';
+import { planTarget, resolveCredential, type Credential, type TargetPlan } from './plan.ts';
+import { checkTargetCsrf } from '../security/csrf.ts';
+import { goErrorShape } from '../http/goError.ts';
+import { METHOD_OVERRIDE_HEADERS, prepareResponseHeaders, prepareUpstreamHeaders, type Headers } from './headers.ts';
+import { joinUpstreamPath, rawSubPath } from './paths.ts';
+import { sendProblem } from '../http/problem.ts';
 import { websocketProxy } from './websocket.ts';
+import { activeTracing, redactedQuery, type ClientSpan } from '../ops/tracing.ts';
+import { requestSpan } from '../ops/traceRequests.ts';
 
 /** Per-request proxy state, on a request decoration (stable object shape, no WeakMap). */
 interface ProxyState {
   token: string | undefined;
   startedAt: number;
   bodyTooLarge: boolean;
+  /** The upstream call's span (tracing on): its traceparent goes upstream. */
+  span: ClientSpan | null;
 }
 const kProxy = Symbol('token-handler.proxy');
 type ProxiedRequest = FastifyRequest & { [kProxy]: ProxyState | null };
@@ -39,61 +46,113 @@ const BUFFER_BELOW_BYTES = 16 * 1024;
 /** CORS request headers allowed besides whatever the preflight asks for. */
 const BASE_ALLOW_HEADERS = ['accept', 'accept-language', 'content-language', 'content-type', 'cache-control', 'last-event-id', 'x-requested-with'];
 const PREFLIGHT_MAX_AGE_SEC = '600';
-const COMMON_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'];
 
-export async function targetRoutes(app: FastifyInstance, opts: { ctx: AppContext }): Promise<void> {
-  const { ctx } = opts;
-  if (ctx.config.targets.length === 0) return;
-  app.decorateRequest(kProxy, null);
-  const plans = ctx.config.targets.map((target) => planTarget(ctx, target));
-  for (const plan of plans) {
-    await app.register(async (scope) => registerTarget(scope, ctx, plan));
-  }
-  websocketProxy(app, ctx, plans.filter((plan) => plan.target.websocket));
+/** A target's request handler: synchronous unless the session or its token needs the store or the IdP. */
+export type TargetHandler = (request: FastifyRequest, reply: FastifyReply) => Promise<FastifyReply> | undefined;
+export interface TargetRoute {
+  plan: TargetPlan;
+  handler: TargetHandler;
 }
 
-async function registerTarget(scope: FastifyInstance, ctx: AppContext, plan: TargetPlan): Promise<void> {
+/** The route label of the target routes in metrics and logs, as the routes of each target were named. */
+const kRouteLabel = Symbol('token-handler.routeLabel');
+type LabelledRequest = FastifyRequest & { [kRouteLabel]: string | null };
+/** Set on requests to a go-format (`proxies:`) target: our own errors take Go's JSON shape. */
+const kGoErrors = Symbol('token-handler.goErrors');
+type GoShapedRequest = FastifyRequest & { [kGoErrors]?: boolean };
+
+/** The metrics route of a request the target dispatcher answered: `<mount>/*`, or `unmatched`. */
+export function targetRouteLabel(request: FastifyRequest): string | undefined {
+  return (request as LabelledRequest)[kRouteLabel] ?? undefined;
+}
+
+/** Builds the routes of targets for the table (src/proxy/table.ts): plan and handler, per target. */
+export function targetRouteBuilder(ctx: AppContext): RouteBuilder<TargetRoute> {
+  return (target, url, pool) => {
+    const plan = planTarget(ctx, url === target.url ? target : { ...target, url });
+    return { plan, handler: targetHandler(ctx, plan, pool) };
+  };
+}
+
+/**
+ * One catch-all route for every target: the target is looked up per request in the table in force
+ * (`ctx`'s configuration can be reloaded, src/ops/reload.ts), so targets come and go without a restart.
+ * Our own routes are more specific than the catch-all and win; what no target mounts answers 404.
+ */
+export async function targetRoutes(app: FastifyInstance, opts: { ctx: AppContext; table: TargetTable<TargetRoute> }): Promise<void> {
+  const { ctx, table } = opts;
+  app.decorateRequest(kProxy, null);
+  app.decorateRequest(kRouteLabel, null);
+  app.decorateRequest(kGoErrors, false);
+  app.addHook('onClose', async () => table.close());
+  await app.register(async (scope) => {
+    // reply-from's own default would turn off TLS certificate checks: it gets our pools instead (one per
+    // target, chosen per request by the routing dispatcher). undici stays on 7.x: 8.x's request() API
+    // leaves every proxied response's objects alive through young-generation collections (measured:
+    // ~25 % of what a request allocates survives, against ~1 % on 7.x, and the scavenges that copy it pause
+    // the event loop for 60-100 ms at 1,000 req/s; bench/RESULTS.md).
+    await scope.register(replyFrom, { undici: new RoutingDispatcher(), disableRequestLogging: true });
+    // No content-type parsers, only a catch-all that hands the raw request stream on: bodies stream in
+    // both directions and are never buffered.
+    scope.removeAllContentTypeParsers();
+    scope.addContentTypeParser('*', (_request, payload, done) => done(null, payload));
+    scope.addHook('onSend', (request, reply, payload, done) => {
+      if ((request as GoShapedRequest)[kGoErrors] === true) goErrorShape(request, reply, payload, done);
+      else done(null, payload);
+    });
+    const dispatch = (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> | FastifyReply | undefined => {
+      const rawUrl = request.raw.url ?? '';
+      const labelled = request as LabelledRequest;
+      // An absolute-form request target (`GET http://host/path`) names no path of ours to match.
+      if (rawUrl.charCodeAt(0) !== 0x2f) {
+        labelled[kRouteLabel] = 'unmatched';
+        return refuse(request, reply, 400, 'invalid_path', 'the request target must be a path (origin-form), not an absolute URL');
+      }
+      const mounted = table.match(rawUrl);
+      if (!mounted) {
+        labelled[kRouteLabel] = 'unmatched';
+        return sendProblem(reply, 404, 'not_found', `no route for ${request.method} ${rawUrl.split('?')[0]}`);
+      }
+      const bareMount = rawSubPath(rawUrl, mounted.mountPath) === '';
+      labelled[kRouteLabel] = bareMount ? mounted.labels.exact : mounted.labels.below;
+      // go-token-handler `proxies:`: our own error answers in its JSON shape (the upstream's are untouched).
+      if (mounted.target.goErrors) (request as GoShapedRequest)[kGoErrors] = true;
+      // Go ServeMux answered the bare path of a subtree pattern (`/api` for `/api/`) with a 301 to the slash.
+      if (bareMount && mounted.target.redirectBareMount) return redirectToSubtree(request, reply);
+      if (!mounted.route) {
+        request.log.warn({ target: mounted.target.id, reason: mounted.unresolved }, 'target unresolved');
+        return refuse(request, reply.header('retry-after', '5'), 503, 'target_unresolved', `target "${mounted.target.id}" has no upstream: ${mounted.unresolved ?? 'unknown'}`);
+      }
+      return mounted.route.handler(request, reply);
+    };
+    const routeOptions = { method: scope.supportedMethods.filter((method) => method !== 'CONNECT') as HTTPMethods[], exposeHeadRoute: false, handler: dispatch };
+    // `/*` matches `/` too (a target mounted at the root), unless another route serves `/` (the demo's page).
+    scope.route({ ...routeOptions, url: '/*' });
+  });
+  websocketProxy(app, ctx, table);
+}
+
+function targetHandler(ctx: AppContext, plan: TargetPlan, pool: Dispatcher): TargetHandler {
   const { target } = plan;
   const maxBodyBytes = ctx.config.limits.maxBodyBytes;
   const baseAllowHeaders = [...BASE_ALLOW_HEADERS, ctx.cookies.xsrfHeaderName.toLowerCase(), plan.tenantHeader].join(', ');
   const metrics = ctx.metrics;
-  // As requestInfo.requestOrigin, without parsing --public_url on every request.
-  const publicOrigin = ctx.config.publicUrl ? new URL(ctx.config.publicUrl).origin : undefined;
   // With --public_url, X-Forwarded-Host/Proto tell the upstream that, never what a client put in Host.
-  const publicForwarded = ctx.config.publicUrl ? { proto: new URL(ctx.config.publicUrl).protocol.slice(0, -1), host: new URL(ctx.config.publicUrl).host } : undefined;
+  const origins = ctx.origins;
+  const tracing = activeTracing();
+  const upstreamUrl = new URL(plan.base.origin);
+  const upstreamPort = upstreamUrl.port === '' ? (upstreamUrl.protocol === 'https:' ? 443 : 80) : Number(upstreamUrl.port);
   const duration = metrics.proxyDuration.labels(target.id);
   const countByStatus = new Map<number, { inc(): void }>();
   const countResponse = (status: number): void => {
     let counter = countByStatus.get(status);
     if (!counter) {
-      counter = metrics.proxyRequests.labels(target.id, String(status));
+      counter = metrics.proxyRequests.labels(target.id, statusLabel(status));
       countByStatus.set(status, counter);
     }
     counter.inc();
   };
-
-  const pool = new Pool(plan.base.origin, {
-    connections: target.pool.connections,
-    keepAliveTimeout: target.pool.keepAliveTimeoutMs,
-    keepAliveMaxTimeout: target.pool.keepAliveMaxTimeoutMs,
-    pipelining: 1,
-    // Time to the response headers; then the longest silence within a response body (SSE upstreams
-    // must send something, e.g. a comment line, more often than this).
-    headersTimeout: target.timeoutMs,
-    bodyTimeout: target.timeoutMs,
-  });
-  scope.addHook('onClose', async () => {
-    await pool.destroy();
-  });
-
-  // reply-from's own default would turn off TLS certificate checks: it gets our pool instead. undici
-  // stays on 7.x: 8.x's request() API leaves every proxied response's objects alive through young-
-  // generation collections (measured: ~25 % of what a request allocates survives, against ~1 % on 7.x,
-  // and the scavenges that copy it pause the event loop for 60-100 ms at 1,000 req/s; bench/RESULTS.md).
-  await scope.register(replyFrom, { base: plan.base.origin, undici: pool, disableRequestLogging: true });
-
-  scope.removeAllContentTypeParsers();
-  scope.addContentTypeParser('*', (_request, payload, done) => done(null, payload));
+  const upstreamOrigin = plan.base.origin;
 
   /**
    * Reads a small upstream body of declared `length` and sends it as one Buffer. An upstream that fails
@@ -121,20 +180,34 @@ async function registerTarget(scope: FastifyInstance, ctx: AppContext, plan: Tar
   const fromOptions: FastifyReplyFromHooks = {
     // A proxy must not multiply requests: no retries, also not reply-from's GET-on-503 ones.
     retryDelay: () => null,
+    getUpstream: () => upstreamOrigin,
     rewriteRequestHeaders(request, headers) {
       const method = request.method;
-      return prepareUpstreamHeaders(
+      const origin = origins.of(request as unknown as FastifyRequest);
+      const clientAddress = request.raw.socket?.remoteAddress;
+      const span = (request as ProxiedRequest)[kProxy]?.span;
+      const upstream = prepareUpstreamHeaders(
         headers as Headers,
         plan.upstreamHeaders,
         (request as ProxiedRequest)[kProxy]?.token,
         {
-          clientAddress: request.raw.socket.remoteAddress,
-          proto: publicForwarded?.proto ?? request.protocol,
-          host: publicForwarded?.host ?? request.host,
+          clientAddress,
+          peerTrusted: origins.trustsPeer(clientAddress),
+          proto: origin.proto,
+          host: origin.host,
         },
         // Fastify does not read a GET/HEAD body, so none is forwarded: neither may its length be.
         method === 'GET' || method === 'HEAD',
-      ) as typeof headers;
+      ) as typeof headers & { [kUpstream]?: Dispatcher };
+      if (span) {
+        // The upstream's parent is this call's span, in the trace the browser's traceparent named (if valid).
+        upstream.traceparent = span.traceparent;
+        if (span.tracestate === undefined) delete upstream.tracestate;
+        else upstream.tracestate = span.tracestate;
+      }
+      // The routing dispatcher sends the request to this target's pool.
+      upstream[kUpstream] = pool;
+      return upstream;
     },
     rewriteHeaders(upstream) {
       const headers = prepareResponseHeaders(upstream as Headers, plan.responseHeaders) as typeof upstream;
@@ -144,7 +217,10 @@ async function registerTarget(scope: FastifyInstance, ctx: AppContext, plan: Tar
     },
     onResponse(request, reply, res) {
       const state = (request as ProxiedRequest)[kProxy];
-      if (state) duration.observe((performance.now() - state.startedAt) / 1000);
+      if (state) {
+        duration.observe((performance.now() - state.startedAt) / 1000);
+        if (state.span) endSpan(state, res.statusCode, undefined);
+      }
       countResponse(res.statusCode);
       // reply-from types the upstream response for HTTP/2 too; with undici it carries the headers it got.
       const status = res.statusCode;
@@ -171,6 +247,7 @@ async function registerTarget(scope: FastifyInstance, ctx: AppContext, plan: Tar
       const request = reply.request;
       const state = (request as ProxiedRequest)[kProxy];
       if (state) duration.observe((performance.now() - state.startedAt) / 1000);
+      if (state?.span) endSpan(state, undefined, state.bodyTooLarge ? 'payload_too_large' : isTimeout(error) ? 'timeout' : 'unavailable');
       if (state?.bodyTooLarge && !reply.sent) {
         countResponse(413);
         void sendProblem(reply.header('connection', 'close'), 413, 'payload_too_large', `the request body is larger than ${maxBodyBytes} bytes`);
@@ -221,39 +298,71 @@ async function registerTarget(scope: FastifyInstance, ctx: AppContext, plan: Tar
       reply.header('allow', plan.allowMethods);
       return refuse(request, reply, 405, 'method_not_allowed', `target "${target.id}" does not accept ${method}`);
     }
+    // With method overrides allowed, the method the upstream will act on is the one the header names:
+    // it must be allowed too, and pass the CSRF check as that method.
+    let effective = method;
+    if (target.allowMethodOverride) {
+      const override = methodOverride(headers);
+      if (override === null) return refuse(request, reply, 400, 'invalid_method_override', 'the method-override headers must name one HTTP method');
+      if (override !== undefined && !plan.methods.has(override)) {
+        reply.header('allow', plan.allowMethods);
+        return refuse(request, reply, 405, 'method_not_allowed', `target "${target.id}" does not accept ${override} (from a method-override header)`);
+      }
+      effective = override ?? method;
+    }
 
     const contentLength = headers['content-length'];
     if (contentLength !== undefined && Number(contentLength) > maxBodyBytes) {
       return refuse(request, reply, 413, 'payload_too_large', `the request body is larger than ${maxBodyBytes} bytes`);
     }
 
-    if (method !== 'GET' && method !== 'HEAD' && method !== 'OPTIONS') {
-      const csrf = checkCsrf({
-        // Anything but GET/HEAD/OPTIONS is checked, whatever csrf.ts counts as safe.
-        method: isSafeMethod(method) ? 'POST' : method,
-        origin,
-        secFetchSite: single(headers['sec-fetch-site']),
-        headerToken: single(headers[plan.upstreamHeaders.xsrfHeader]),
-        cookieToken: request.cookies[ctx.cookies.xsrfCookieName],
-        allowedOrigins: plan.csrfOrigins(tenantId, publicOrigin ?? `${request.protocol}://${request.host}`),
-      });
-      if (!csrf.ok) {
-        metrics.csrfRejections.inc({ reason: 'proxy' });
-        request.log.info({ target: target.id, reason: csrf.reason }, 'proxy request refused by the CSRF check');
-        return refuse(request, reply, 403, 'csrf_failed', csrf.reason);
-      }
+    // Without the tenant header, the tenant (and so the origins CSRF accepts) is the session's: checked once known.
+    const csrfLater = plan.tenantFromSession(tenant) ? effective : undefined;
+    if (csrfLater === undefined) {
+      const reason = csrfProblem(request, effective, tenantId);
+      if (reason !== undefined) return refuse(request, reply, 403, 'csrf_failed', reason);
     }
 
     const secure = ctx.cookies.secure(request.protocol === 'https');
     const cookieName = secure ? plan.sessionCookie.secure : plan.sessionCookie.insecure;
     const credential = resolveCredential(ctx, plan, request.cookies[cookieName], tenant);
     const path = joined.path;
-    if (credential instanceof Promise) return credential.then((resolved) => proceed(request, reply, resolved, path, cookieName, secure));
-    return proceed(request, reply, credential, path, cookieName, secure);
+    if (credential instanceof Promise) return credential.then((resolved) => proceed(request, reply, resolved, path, cookieName, secure, csrfLater));
+    return proceed(request, reply, credential, path, cookieName, secure, csrfLater);
   }
 
-  /** Answers a refused credential, or forwards with it. */
-  function proceed(request: FastifyRequest, reply: FastifyReply, credential: Credential, path: string, cookieName: string, secure: boolean): FastifyReply {
+  /** Why the CSRF check refuses a state-changing request in `tenant`, or undefined when it passes. */
+  function csrfProblem(request: FastifyRequest, method: string, tenant: string | null): string | undefined {
+    const headers = request.headers;
+    const csrf = checkTargetCsrf({
+      method,
+      origin: headers.origin,
+      secFetchSite: single(headers['sec-fetch-site']),
+      headerToken: single(headers[plan.upstreamHeaders.xsrfHeader]),
+      cookieToken: request.cookies[ctx.cookies.xsrfCookieName],
+      allowedOrigins: plan.csrfOrigins(tenant, origins.originOf(request)),
+      policy: target.csrf,
+    });
+    if (csrf.ok) return undefined;
+    metrics.csrfRejections.inc({ reason: 'proxy' });
+    request.log.info({ target: target.id, reason: csrf.reason }, 'proxy request refused by the CSRF check');
+    return csrf.reason;
+  }
+
+  /** Answers a refused credential, or forwards with it (after the CSRF check `csrfLater` names, in the session's tenant). */
+  function proceed(
+    request: FastifyRequest,
+    reply: FastifyReply,
+    credential: Credential,
+    path: string,
+    cookieName: string,
+    secure: boolean,
+    csrfLater: string | undefined,
+  ): FastifyReply {
+    if (csrfLater !== undefined) {
+      const reason = csrfProblem(request, csrfLater, credential.ok ? (credential.session?.record.tenant ?? null) : null);
+      if (reason !== undefined) return refuse(request, reply, 403, 'csrf_failed', reason);
+    }
     if (credential.clearCookie) reply.clearCookie(cookieName, ctx.cookies.attributes(secure, { httpOnly: true }));
     if (!credential.ok) {
       if (credential.status === 503) reply.header('retry-after', '5');
@@ -264,13 +373,38 @@ async function registerTarget(scope: FastifyInstance, ctx: AppContext, plan: Tar
       reply.setCookie(cookieName, ctx.sessions.sealCookie(session), ctx.cookies.attributes(secure, { httpOnly: true, expires: new Date(session.record.expiresAt) }));
     }
 
-    const state: ProxyState = { token: credential.token, startedAt: performance.now(), bodyTooLarge: false };
+    const state: ProxyState = { token: credential.token, startedAt: performance.now(), bodyTooLarge: false, span: null };
+    if (tracing) state.span = upstreamSpan(request, path);
     (request as ProxiedRequest)[kProxy] = state;
     if (request.headers['content-length'] === undefined && request.body !== undefined) {
       // A chunked body has no declared size: count it as it streams and stop at the limit.
       request.body = limitBody(request.raw, request.body as Readable, maxBodyBytes, state);
     }
     return reply.from(path, fromOptions);
+  }
+
+  /** The upstream call's client span: `GET`, with the upstream URL (query values redacted) and the target. */
+  function upstreamSpan(request: FastifyRequest, path: string): ClientSpan {
+    // reply-from adds the request's query to the path: the span shows its names, not its values.
+    const raw = request.raw.url ?? '';
+    const q = raw.indexOf('?');
+    const url = `${plan.base.origin}${path}${q < 0 ? '' : `?${redactedQuery(raw.slice(q))}`}`;
+    return tracing!.startClient(requestSpan(request), request.method, {
+      'http.request.method': request.method,
+      'server.address': upstreamUrl.hostname,
+      'server.port': upstreamPort,
+      'url.full': url,
+      'token_handler.target': target.id,
+    });
+  }
+
+  function endSpan(state: ProxyState, status: number | undefined, failure: string | undefined): void {
+    const span = state.span!;
+    state.span = null;
+    if (status !== undefined) span.setAttribute('http.response.status_code', status);
+    if (failure !== undefined) span.fail(failure);
+    else if (status !== undefined && status >= 500) span.fail(String(status));
+    span.end();
   }
 
   function preflight(reply: FastifyReply, origin: string | undefined, requested: string | string[] | undefined): FastifyReply {
@@ -287,17 +421,15 @@ async function registerTarget(scope: FastifyInstance, ctx: AppContext, plan: Tar
     return reply.code(204).send();
   }
 
-  // Routes for the common methods too, so a method the target does not accept gets a 405, not a 404.
-  const methods = new Set<string>([...COMMON_METHODS, ...target.methods]);
-  const supported = new Set(scope.supportedMethods);
-  const routeMethods = [...methods].filter((method) => {
-    if (supported.has(method)) return true;
-    scope.log.warn({ target: target.id, method }, 'HTTP method not supported by the server; not proxied');
-    return false;
-  }) as HTTPMethods[];
-  const routeOptions = { method: routeMethods, exposeHeadRoute: false, handler };
-  scope.route({ ...routeOptions, url: plan.mountPath === '' ? '/' : plan.mountPath });
-  scope.route({ ...routeOptions, url: `${plan.mountPath}/*` });
+  return handler;
+}
+
+/** `/api?x=1` → 301 `/api/?x=1`, as Go's ServeMux answers a subtree pattern's bare path. */
+function redirectToSubtree(request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  const url = request.raw.url ?? '/';
+  const q = url.indexOf('?');
+  const location = q < 0 ? `${url}/` : `${url.slice(0, q)}/${url.slice(q)}`;
+  return reply.code(301).header('location', location).header('cache-control', 'no-store').send();
 }
 
 /** Answers a refused request; a body the browser is still sending is not read (the connection closes). */
@@ -309,8 +441,25 @@ function refuse(request: FastifyRequest, reply: FastifyReply, status: number, er
   return sendProblem(reply, status, error, detail);
 }
 
-function single(value: string | string[] | undefined): string | undefined {
+export function single(value: string | string[] | undefined): string | undefined {
   return Array.isArray(value) ? value[0] : value;
+}
+
+/**
+ * The method named by the request's method-override headers: undefined when there are none, null when
+ * they are not one plain method (two different ones, a list, something that is not a method token).
+ */
+export function methodOverride(headers: FastifyRequest['headers']): string | undefined | null {
+  let named: string | undefined;
+  for (const name of METHOD_OVERRIDE_HEADERS) {
+    const value = headers[name];
+    if (value === undefined) continue;
+    if (Array.isArray(value)) return null;
+    const method = value.trim().toUpperCase();
+    if (!/^[A-Z]{1,16}$/.test(method) || (named !== undefined && named !== method)) return null;
+    named = method;
+  }
+  return named;
 }
 
 /** A comma-separated list of header names (token characters only). */

@@ -13,6 +13,43 @@ export type Headers = Record<string, HeaderValue>;
  */
 const HOP_BY_HOP: ReadonlySet<string> = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
 
+/**
+ * Headers that tell a server where a request came from or what it originally was (client address, scheme,
+ * host, port, path prefix, original URL). An upstream may act on them (access lists by address, links built
+ * from a host or prefix, a URL rewritten by X-Original-URL), so only a trusted proxy (--trust_proxy) may
+ * state them: from any other peer they are removed. X-Forwarded-For, -Proto and -Host are always ours
+ * to set (see prepareUpstreamHeaders).
+ */
+const FORWARDING_HEADERS: ReadonlySet<string> = new Set([
+  'forwarded',
+  'x-real-ip',
+  'true-client-ip',
+  'x-client-ip',
+  'x-cluster-client-ip',
+  'cf-connecting-ip',
+  'fastly-client-ip',
+  'x-original-forwarded-for',
+  'x-forwarded-port',
+  'x-forwarded-prefix',
+  'x-forwarded-server',
+  'x-forwarded-scheme',
+  'x-forwarded-ssl',
+  'x-forwarded-protocol',
+  'x-url-scheme',
+  'front-end-https',
+  'x-original-host',
+  'x-host',
+  'x-original-url',
+  'x-rewrite-url',
+]);
+
+/**
+ * Method-override headers: frameworks (Express method-override, Laravel, Symfony, ASP.NET) take the method
+ * from them, so a GET could act as a DELETE behind the target's method allow-list and the CSRF check.
+ * Removed unless the target opts in (`allowMethodOverride`), and then checked like the method itself.
+ */
+export const METHOD_OVERRIDE_HEADERS: readonly string[] = ['x-http-method-override', 'x-http-method', 'x-method-override'];
+
 /** What a target's upstream requests get, decided once at startup. */
 export interface UpstreamHeaderPolicy {
   /** Our own cookies (sessions of every client, XSRF, login state) never reach an upstream. */
@@ -23,14 +60,45 @@ export interface UpstreamHeaderPolicy {
   extra: readonly (readonly [string, string])[];
   /** The upstream's host[:port], for the Host header. */
   upstreamHost: string;
+  /** Pass X-HTTP-Method-Override and its variants (the proxy has checked the method they name). */
+  allowMethodOverride: boolean;
 }
 
 /** Per-request facts about how the browser reached us (trusted-proxy aware). */
 export interface ForwardedFacts {
   /** The peer address of the connection (the browser or the trusted proxy in front of us). */
   clientAddress: string | undefined;
+  /** Whether that peer is a trusted proxy (--trust_proxy): only then do its forwarding headers pass. */
+  peerTrusted: boolean;
   proto: string;
   host: string;
+}
+
+/**
+ * Whether a traceparent header is one W3C Trace Context (§3.2) accepts: `00-<32 hex>-<16 hex>-<2 hex>`,
+ * lower-case, trace and parent ids not all zeros; a later version (not ff) may append `-...`.
+ */
+export function isValidTraceparent(value: HeaderValue): boolean {
+  if (typeof value !== 'string' || value.length < 55 || value.length > 512) return false;
+  if (value.charCodeAt(2) !== 0x2d || value.charCodeAt(35) !== 0x2d || value.charCodeAt(52) !== 0x2d) return false;
+  // Version and flags: hex; trace id (3-34) and parent id (36-51): hex and not all zeros. No allocation.
+  if (hexRun(value, 0, 2) < 0 || hexRun(value, 53, 55) < 0 || hexRun(value, 3, 35) < 1 || hexRun(value, 36, 52) < 1) return false;
+  const version = value.slice(0, 2);
+  if (version === 'ff') return false;
+  if (value.length === 55) return true;
+  return version !== '00' && value.charCodeAt(55) === 0x2d;
+}
+
+/** -1 when value[from, to) is not all lower-case hex; else 1 when some digit is not 0, 0 when all are. */
+function hexRun(value: string, from: number, to: number): number {
+  let nonZero = 0;
+  for (let i = from; i < to; i++) {
+    const c = value.charCodeAt(i);
+    if (c > 0x30 && c <= 0x39) nonZero = 1;
+    else if (c >= 0x61 && c <= 0x66) nonZero = 1;
+    else if (c !== 0x30) return -1;
+  }
+  return nonZero;
 }
 
 /** The value of the Cookie header with our own cookies removed; undefined when nothing is left. */
@@ -75,9 +143,17 @@ function connectionListed(value: HeaderValue): string[] | undefined {
 /**
  * Turns the browser's request headers into the upstream's, as a new object in one pass: the browser's
  * credentials for us (our cookies, its Authorization, the XSRF header) are removed, hop-by-hop headers
- * (and every name Connection lists) dropped, X-Forwarded-* set, the target's headers added and the
- * access token (if any) injected last so nothing overrides it. `dropContentLength`: for GET and HEAD,
- * whose bodies are not read, so neither is their length forwarded.
+ * (and every name Connection lists) dropped, forwarding headers kept only from a trusted proxy,
+ * method-override headers only for a target that allows them, X-Forwarded-For/-Proto/-Host set, the
+ * target's headers added and the access token (if any) injected last so nothing overrides it.
+ * `dropContentLength`: for GET and HEAD, whose bodies are not read, so neither is their length forwarded.
+ *
+ * Trace context (W3C): a valid traceparent passes unchanged, with its tracestate; an invalid one is
+ * dropped, and its tracestate with it (tracing on, the proxy sets both to its own span's afterwards).
+ *
+ * What an upstream can rely on: X-Forwarded-Proto and -Host are our origin as the browser sees it
+ * (--public_url, or the request as validated); X-Forwarded-For ends with the address of the peer that
+ * connected to us, and holds earlier entries only when that peer is a trusted proxy.
  */
 export function prepareUpstreamHeaders(
   headers: Readonly<Headers>,
@@ -89,6 +165,8 @@ export function prepareUpstreamHeaders(
   const listed = connectionListed(headers.connection);
   const out: Headers = {};
   let forwardedFor: HeaderValue;
+  let tracestate: HeaderValue;
+  let traceValid = false;
   for (const name in headers) {
     const value = headers[name];
     if (value === undefined || HOP_BY_HOP.has(name) || (listed !== undefined && listed.includes(name))) continue;
@@ -101,8 +179,13 @@ export function prepareUpstreamHeaders(
       case 'x-forwarded-host':
         continue;
       case 'x-forwarded-for':
-        forwardedFor = value;
+        if (forwarded.peerTrusted) forwardedFor = value;
         continue;
+      case 'x-http-method-override':
+      case 'x-http-method':
+      case 'x-method-override':
+        if (!policy.allowMethodOverride) continue;
+        break;
       case 'content-length':
         if (dropContentLength) continue;
         break;
@@ -111,8 +194,16 @@ export function prepareUpstreamHeaders(
         if (kept !== undefined) out.cookie = kept;
         continue;
       }
+      case 'traceparent':
+        traceValid = isValidTraceparent(value);
+        if (!traceValid) continue;
+        break;
+      case 'tracestate':
+        tracestate = value;
+        continue;
     }
     if (name === policy.xsrfHeader) continue;
+    if (!forwarded.peerTrusted && FORWARDING_HEADERS.has(name)) continue;
     out[name] = value;
   }
 
@@ -125,6 +216,7 @@ export function prepareUpstreamHeaders(
   out['x-forwarded-proto'] = forwarded.proto;
   out['x-forwarded-host'] = forwarded.host;
   out.host = policy.upstreamHost;
+  if (traceValid && tracestate !== undefined) out.tracestate = tracestate;
 
   for (const [name, value] of policy.extra) out[name] = value;
   if (accessToken !== undefined) out.authorization = `Bearer ${accessToken}`;
