@@ -233,7 +233,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
 
   if (options.sweeper ?? worker?.runsGroupWork ?? true) startSweeper(app, ctx);
   app.addHook('onClose', async () => {
-    sessions.close();
+    await sessions.close();
     await store.close();
     // Last: the spans of the requests that drained (and of closing the store) are exported before exit.
     await tracing?.flush().catch((err: unknown) => app.log.warn({ reason: (err as Error).message }, 'could not export the last spans'));

@@ -10,7 +10,7 @@ import type { ActiveSession } from '../session/model.ts';
 import { loginClaims } from '../oidc/identity.ts';
 import { lookupClient } from './clientLookup.ts';
 import { resolveSessionTenant } from '../http/tenant.ts';
-import { LOGIN_STATE_TTL_SEC, readLoginAttempts, sealLoginAttempts, sealRemainingAttempts } from './loginState.ts';
+import { LOGIN_STATE_TTL_SEC, loginCookiesOverBudget, readLoginAttempts, sealLoginAttempts, sealRemainingAttempts } from './loginState.ts';
 import { continueToEndSession, endSessionStep, parseEndSessionStep, sendLogoutConfirmation, type EndSessionStep } from './logoutPages.ts';
 import { clearXsrfCookieAfterLogout, issueXsrfCookie } from './xsrfCookie.ts';
 import { sendProblem } from '../http/problem.ts';
@@ -132,6 +132,9 @@ export function createAuthHandlers(ctx: AppContext): AuthHandlers {
       const earlier = readLoginAttempts(sealer, client.id, request.cookies[cookieName], now);
       const sealed = sealLoginAttempts(sealer, client.id, attempt, earlier);
       if (sealed === undefined) return sendProblem(reply, 400, 'invalid_return_to', 'return_to is too long to carry through the login');
+      for (const name of loginCookiesOverBudget(request.cookies, cookies.loginStateCookieName('', secure), cookieName, sealed.length)) {
+        reply.clearCookie(name, cookies.attributes(secure, { httpOnly: true }));
+      }
       reply.setCookie(cookieName, sealed, cookies.attributes(secure, { httpOnly: true, maxAgeSec: LOGIN_STATE_TTL_SEC }));
       return reply.header('cache-control', 'no-store').redirect(url.href, 302);
     },

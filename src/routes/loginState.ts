@@ -27,6 +27,12 @@ export const MAX_LOGIN_ATTEMPTS = 5;
  * `return_to` of 2048 characters (the most checkReturnTo accepts) still fits as the only attempt.
  */
 export const MAX_LOGIN_STATE_CHARS = 3800;
+/**
+ * What all login-state cookies of a browser may hold together, across every client: two full cookies. Each
+ * client has its own cookie, so a page that starts logins for many clients (ADSP serves dozens) would
+ * otherwise pile them up into the same 431 lockout, one 3.8 KB cookie per client.
+ */
+export const LOGIN_STATE_BUDGET_CHARS = 2 * MAX_LOGIN_STATE_CHARS;
 
 /** Bytes a sealed value adds to its data (src/session/cookieSealer.ts): IV, expiry, GCM tag, then `.` and the MAC. */
 const SEAL_OVERHEAD_BYTES = 12 + 8 + 16;
@@ -74,6 +80,27 @@ export function sealLoginAttempts(sealer: CookieSealer, clientId: string, attemp
 export function sealRemainingAttempts(sealer: CookieSealer, clientId: string, remaining: readonly LoginAttempt[]): string | undefined {
   const [newest, ...older] = remaining;
   return newest === undefined ? undefined : sealLoginAttempts(sealer, clientId, newest, older);
+}
+
+/**
+ * The other clients' login-state cookies to clear so that every login-state cookie the browser sends, the
+ * new one of `ownLength` characters included, stays within LOGIN_STATE_BUDGET_CHARS: the largest first.
+ * A login those held fails its callback with `invalid_state` and is started again; the one being started
+ * always fits.
+ */
+export function loginCookiesOverBudget(cookies: Readonly<Record<string, string | undefined>>, namePrefix: string, ownName: string, ownLength: number): string[] {
+  const others = Object.entries(cookies)
+    .filter((entry): entry is [string, string] => entry[0].startsWith(namePrefix) && entry[0] !== ownName && entry[1] !== undefined)
+    .map(([name, value]) => ({ name, chars: name.length + value.length }))
+    .sort((a, b) => b.chars - a.chars);
+  let total = ownName.length + ownLength + others.reduce((sum, other) => sum + other.chars, 0);
+  const dropped: string[] = [];
+  for (const other of others) {
+    if (total <= LOGIN_STATE_BUDGET_CHARS) break;
+    dropped.push(other.name);
+    total -= other.chars;
+  }
+  return dropped;
 }
 
 function sealedChars(dataBytes: number): number {

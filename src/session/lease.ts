@@ -11,6 +11,18 @@
  */
 import type { LeaseHolder } from '../store/types.ts';
 
+/**
+ * The most calls to the IdP one refresh makes, each cut at `--oidc_timeout`: discovery (when the cached
+ * metadata has expired), the refresh grant, the key set for a new ID token, one refetch of it for an unknown
+ * `kid`, and userinfo.
+ */
+export const REFRESH_IDP_CALLS = 5;
+
+/** The longest a refresh can take: every IdP call at its timeout, plus a second of local work. */
+export function longestRefreshMs(oidcTimeoutMs: number): number {
+  return REFRESH_IDP_CALLS * oidcTimeoutMs + 1_000;
+}
+
 /** How long a lease lasts from its last renewal, on the store's clock. */
 export const LEASE_MS = 3_000;
 /** How often a holder renews its lease while its refresh runs. */
@@ -24,6 +36,8 @@ export const LEASE_POLL_MS = 50;
 /** Backoff of the retried write of refreshed tokens while the store is unreachable. */
 export const WRITE_RETRY_MIN_MS = 100;
 export const WRITE_RETRY_MAX_MS = 500;
+/** How long a shutdown waits for refreshed tokens that the store has not taken yet (within the 25 s grace). */
+export const UNWRITTEN_DRAIN_MS = 5_000;
 
 /**
  * A waiter's continuous observation of one lease. `takeOver()` names the holder once the lease has

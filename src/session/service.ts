@@ -7,7 +7,7 @@ import type { PayloadUpdate, SessionRecord, SessionStore } from '../store/types.
 import { TtlCache } from './cache.ts';
 import type { CookieSealer, UnsealedCookie } from './cookieSealer.ts';
 import { RefreshUnavailableError, SessionEndedError } from './errors.ts';
-import { LEASE_MS, LEASE_POLL_MS, LEASE_RENEW_EVERY_MS, LeaseWatch, TAKEOVER_WATCH_MS, WRITE_RETRY_MAX_MS, WRITE_RETRY_MIN_MS } from './lease.ts';
+import { LEASE_MS, LEASE_POLL_MS, LEASE_RENEW_EVERY_MS, LeaseWatch, longestRefreshMs, TAKEOVER_WATCH_MS, UNWRITTEN_DRAIN_MS, WRITE_RETRY_MAX_MS, WRITE_RETRY_MIN_MS } from './lease.ts';
 import { sessionEndsAt, type ActiveSession, type SessionClaims, type SessionPayload } from './model.ts';
 import type { PayloadCipher } from './payloadCipher.ts';
 
@@ -450,7 +450,7 @@ export class SessionService {
 
   /** How long a request waits for another instance's refresh: its longest refresh, or a takeover. */
   get #waitBoundMs(): number {
-    return 2 * (this.#d.oidcTimeoutMs ?? 10_000) + LEASE_MS + TAKEOVER_WATCH_MS + 1_000;
+    return longestRefreshMs(this.#d.oidcTimeoutMs ?? 10_000) + LEASE_MS + TAKEOVER_WATCH_MS + 1_000;
   }
 
   /**
@@ -494,9 +494,10 @@ export class SessionService {
 
   async #refreshHoldingLease(session: ActiveSession, leaseId: string): Promise<string> {
     const { idHash } = session;
-    // Renewed while the refresh runs, but no longer than the longest refresh can take: a holder stuck
-    // beyond that lets its lease lapse, and the others take over after their watch.
-    const renewUntil = performance.now() + 2 * (this.#d.oidcTimeoutMs ?? 10_000);
+    // Renewed while the refresh runs (cleared when it settles), but no longer than the longest refresh can
+    // take, every IdP call at its timeout: only a holder stuck beyond that lets its lease lapse, and the
+    // others take over after their watch.
+    const renewUntil = performance.now() + longestRefreshMs(this.#d.oidcTimeoutMs ?? 10_000);
     const renewal = setInterval(() => {
       if (performance.now() > renewUntil) return clearInterval(renewal);
       this.#d.store.renewRefreshLease(idHash, leaseId, LEASE_MS).then(
@@ -619,7 +620,8 @@ export class SessionService {
       while (!this.#closed && this.#unwritten.get(idHash) === entry) {
         await sleep(delay, undefined, { ref: false });
         delay = Math.min(delay * 2, WRITE_RETRY_MAX_MS);
-        if (entry.record.expiresAt <= this.#now()) break;
+        // Shut down meanwhile (the store is being closed), or the session is over anyway.
+        if (this.#closed || entry.record.expiresAt <= this.#now()) break;
         try {
           const version = await this.#d.store.completeRefresh(idHash, entry.leaseId, entry.update);
           this.#unwritten.delete(idHash);
@@ -641,8 +643,20 @@ export class SessionService {
     });
   }
 
-  /** Stops retrying writes (the store is being closed); tokens still unwritten are reported. */
-  close(): void {
+  /**
+   * Before the store is closed: refreshed tokens still waiting for the store get up to `waitMs` to be
+   * written (their retries go on meanwhile), since the refresh tokens they replaced are used up at the IdP;
+   * then the retries stop, and whatever is still unwritten is reported.
+   */
+  async close(waitMs = UNWRITTEN_DRAIN_MS): Promise<void> {
+    if (this.#unwritten.size > 0) {
+      this.#d.log.info({ sessions: this.#unwritten.size }, 'waiting for refreshed tokens to be written before shutdown');
+      const pending = [...this.#unwritten.values()].map((entry) => entry.written);
+      // A timer that holds the process open: the retries' own timers do not.
+      const bound = new AbortController();
+      await Promise.race([Promise.all(pending), sleep(waitMs, undefined, { signal: bound.signal }).catch(() => undefined)]);
+      bound.abort();
+    }
     this.#closed = true;
     if (this.#unwritten.size > 0) {
       this.#d.log.warn({ sessions: this.#unwritten.size }, 'refreshed tokens of some sessions were never written: the store was unreachable until shutdown');

@@ -3,7 +3,8 @@
  * flags in both spellings, a proxy file with a subtree endpoint (`/api/`) and a plain one, Go's session
  * table already in the SQLite file / the PostgreSQL database — and driven the way a fetch-based frontend
  * written for go-token-handler drives it: login, API calls (a same-origin POST without any XSRF header
- * among them), an upstream Set-Cookie, error bodies in Go's shape, a bookmarked logout.
+ * among them), an upstream Set-Cookie, error bodies in Go's shape, a bookmarked logout, and a W3C
+ * `traceparent` carried to the upstream with the spans exported over OTLP, as Go's otelhttp did.
  */
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
@@ -13,6 +14,7 @@ import type { DevIdp } from '../../src/demo/idp.ts';
 import type { DemoUpstream, EchoResponse } from '../../src/demo/upstream.ts';
 import { createGoPostgresTables, createGoSqliteTables, goPostgresSnapshot, goSqliteSnapshot, postgresTables, sqliteTables } from '../support/goTables.ts';
 import { createBrowser, type Browser } from '../support/http.ts';
+import { SERVER, startReceiver, waitForSpans, type Receiver } from '../support/otlp.ts';
 import { cleanEnv, type Running } from '../support/process.ts';
 import { PG_URL, probePostgres, requireService } from '../support/services.ts';
 import { GO_SESSION_KEYS_ENV, LISTENING, goOidcEnv, legacyLogin, startBinary, startGoSide, writeGoFiles } from './support.ts';
@@ -100,8 +102,10 @@ describe.each(backends)('token-handler in place of go-token-handler ($name)', (b
   let goBefore: string;
   let prepared: Awaited<ReturnType<Backend['prepare']>>;
   let browser: Browser;
+  let receiver: Receiver;
 
   beforeAll(async () => {
+    receiver = await startReceiver();
     const side = await startGoSide('th-go-side-');
     ({ idp, upstream, base } = side);
     prepared = await backend.prepare(side.dir);
@@ -123,7 +127,12 @@ describe.each(backends)('token-handler in place of go-token-handler ($name)', (b
       env: [...goOidcEnv(side, 'token-handler-secret'), ...prepared.env, ...GO_SESSION_KEYS_ENV],
     });
     // Flags in both spellings: the hyphens of Go's binary and the underscores of its README.
-    proc = startBinary(side.dir, ['--listen-addr', `127.0.0.1:${side.port}`, '--log_level', 'info', '--cookie-name', 'session'], cleanEnv());
+    proc = startBinary(side.dir, ['--listen-addr', `127.0.0.1:${side.port}`, '--log_level', 'info', '--cookie-name', 'session'], cleanEnv({
+      // Go's standard OpenTelemetry variables; a short batch delay so the spans arrive while the test runs.
+      OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+      OTEL_SERVICE_NAME: 'go-config',
+      OTEL_BSP_SCHEDULE_DELAY: '200',
+    }));
     await proc.waitFor(LISTENING);
     browser = createBrowser();
     const flow = await legacyLogin(browser, base);
@@ -136,6 +145,7 @@ describe.each(backends)('token-handler in place of go-token-handler ($name)', (b
     await upstream?.close();
     await idp?.close();
     await prepared?.cleanup();
+    await receiver?.close();
   });
 
   it('started beside Go\'s session table with a warning for the local http issuer, and created only prefixed tables', async () => {
@@ -178,6 +188,24 @@ describe.each(backends)('token-handler in place of go-token-handler ($name)', (b
     // And a link from another site does not reach the upstream with the user's token either (18.12).
     await expectGoError(await browser.get(`${base}/api/items`, { headers: { 'sec-fetch-site': 'cross-site', 'sec-fetch-mode': 'navigate' } }), 403);
     expect(upstream.requests).toBe(before);
+  });
+
+  it('carries a W3C traceparent to the upstream and exports the request and upstream spans over OTLP', async () => {
+    const traceId = randomBytes(16).toString('hex');
+    const parentId = randomBytes(8).toString('hex');
+    const item = (await (await browser.get(`${base}/api/traced`, { headers: { traceparent: `00-${traceId}-${parentId}-01` } })).json()) as EchoResponse;
+    const traceparent = String(item.headers.traceparent);
+    const forwarded = /^00-([0-9a-f]{32})-([0-9a-f]{16})-01$/.exec(traceparent);
+    expect(forwarded, traceparent).not.toBeNull();
+    expect(forwarded![1]).toBe(traceId);
+    // The upstream's parent is token-handler's span of the upstream call, a child of the request's span.
+    const { request, call } = await waitForSpans(receiver, (spans) => {
+      const upstreamCall = spans.find((s) => s.traceId === traceId && s.spanId === forwarded![2]);
+      const incoming = spans.find((s) => s.traceId === traceId && s.kind === SERVER);
+      return upstreamCall && incoming ? { request: incoming, call: upstreamCall } : undefined;
+    }, `span of trace ${traceId}`);
+    expect(request).toMatchObject({ parentSpanId: parentId, service: 'go-config' });
+    expect(call.parentSpanId).toBe(request.spanId);
   });
 
   it("passes the upstream's Set-Cookie to the browser, as Go did", async () => {

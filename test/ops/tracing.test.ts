@@ -11,8 +11,6 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
-import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -24,6 +22,7 @@ import { createBrowser, type Browser } from '../support/http.ts';
 import { loginAtDevIdp } from '../support/login.ts';
 import { devIdpClientFlags } from '../support/process.ts';
 import { closedPort } from '../proxy/support.ts';
+import { CLIENT, SERVER, spansOf, startReceiver, type ReceivedSpan, type Receiver } from '../support/otlp.ts';
 import { API, CALLBACK_URI } from './support.ts';
 
 const MAIN = fileURLToPath(new URL('../../src/main.ts', import.meta.url));
@@ -70,92 +69,6 @@ async function startProcess(dir: string, upstreamUrl: string, issuer: string, ex
     void exit.then(({ code }) => reject(new Error(`token-handler exited (${code}) before listening:\n${out}`)));
   });
   return { child, base, output: () => out, exit };
-}
-
-/** An OTLP/HTTP receiver: keeps every POST to /v1/traces (body text, headers). */
-interface Receiver {
-  url: string;
-  posts: { contentType: string | undefined; headers: IncomingHttpHeaders; body: string }[];
-  close(): Promise<void>;
-}
-
-async function startReceiver(): Promise<Receiver> {
-  const posts: Receiver['posts'] = [];
-  const server: Server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      if (req.method !== 'POST' || req.url !== '/v1/traces') {
-        res.writeHead(404).end();
-        return;
-      }
-      posts.push({ contentType: req.headers['content-type'], headers: req.headers, body: Buffer.concat(chunks).toString('utf8') });
-      res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  return { url: `http://127.0.0.1:${port}`, posts, close: () => new Promise((resolve) => server.close(() => resolve())) };
-}
-
-interface OtlpValue {
-  stringValue?: string;
-  intValue?: number | string;
-  boolValue?: boolean;
-}
-interface OtlpSpan {
-  traceId: string;
-  spanId: string;
-  parentSpanId?: string;
-  name: string;
-  kind: number;
-  attributes: { key: string; value: OtlpValue }[];
-  status?: { code?: number };
-}
-interface ReceivedSpan {
-  traceId: string;
-  spanId: string;
-  parentSpanId: string | undefined;
-  name: string;
-  kind: number;
-  attributes: Record<string, string | number | boolean | undefined>;
-  service: string | undefined;
-  /** 2: error. */
-  status: number | undefined;
-}
-
-const SERVER = 2;
-const CLIENT = 3;
-
-function value(v: OtlpValue): string | number | boolean | undefined {
-  return v.stringValue ?? (v.intValue !== undefined ? Number(v.intValue) : v.boolValue);
-}
-
-function spansOf(receiver: Receiver): ReceivedSpan[] {
-  const spans: ReceivedSpan[] = [];
-  for (const post of receiver.posts) {
-    const body = JSON.parse(post.body) as {
-      resourceSpans: { resource: { attributes: { key: string; value: OtlpValue }[] }; scopeSpans: { spans: OtlpSpan[] }[] }[];
-    };
-    for (const rs of body.resourceSpans) {
-      const service = rs.resource.attributes.find((a) => a.key === 'service.name');
-      for (const ss of rs.scopeSpans) {
-        for (const s of ss.spans) {
-          spans.push({
-            traceId: s.traceId,
-            spanId: s.spanId,
-            parentSpanId: s.parentSpanId || undefined,
-            name: s.name,
-            kind: s.kind,
-            attributes: Object.fromEntries(s.attributes.map((a) => [a.key, value(a.value)])),
-            service: service ? (value(service.value) as string) : undefined,
-            status: s.status?.code,
-          });
-        }
-      }
-    }
-  }
-  return spans;
 }
 
 async function login(browser: Browser, base: string): Promise<Map<string, string>> {

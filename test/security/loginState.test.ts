@@ -6,7 +6,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DemoUpstream } from '../../src/demo/upstream.ts';
 import { startDevIdp, type DevIdp } from '../../src/demo/idp.ts';
-import { MAX_LOGIN_ATTEMPTS, MAX_LOGIN_STATE_CHARS } from '../../src/routes/loginState.ts';
+import { LOGIN_STATE_BUDGET_CHARS, MAX_LOGIN_ATTEMPTS, MAX_LOGIN_STATE_CHARS, loginCookiesOverBudget } from '../../src/routes/loginState.ts';
+import { testClient } from '../support/config.ts';
 import { createBrowser, type Browser } from '../support/http.ts';
 import { loginAtDevIdp } from '../support/login.ts';
 import { startEchoApp, type RunningApp } from '../proxy/support.ts';
@@ -103,5 +104,65 @@ describe('login-state cookies stay bounded however many logins a browser starts'
     expect(res.status).toBe(400);
     expect(await res.json()).toMatchObject({ error: 'invalid_return_to' });
     expect(loginCookies(browser)).toHaveLength(0);
+  });
+});
+
+describe('login-state cookies stay bounded across clients (issue 18.1, several clients)', () => {
+  const CLIENTS = ['default', 'c1', 'c2', 'c3', 'c4', 'c5'];
+  let idp: DevIdp;
+  let upstream: DemoUpstream;
+  let th: RunningApp;
+
+  beforeAll(async () => {
+    idp = await startDevIdp({ redirectUris: CLIENTS.map((id) => `http://127.0.0.1${API}/clients/${id}/callback`) });
+    ({ upstream, th } = await startEchoApp(idp, {
+      config: {
+        clients: CLIENTS.map((id) => testClient({ id, issuer: idp.issuer })),
+        limits: { maxBodyBytes: 1024 * 1024, maxHeaderBytes: 16 * 1024 },
+      },
+    }));
+  });
+  afterAll(async () => {
+    await th?.close();
+    await upstream?.close();
+    await idp?.close();
+  });
+
+  it('100 starts with a 2 KB return_to spread over 6 clients: the browser keeps working and the newest login completes', async () => {
+    const browser = createBrowser();
+    await loginAtDevIdp(browser, `${th.base}${API}/clients/default/auth`);
+    const longReturnTo = (i: number) => `/app/${i}/${'x'.repeat(2048 - `/app/${i}/`.length)}`;
+    let newest = '';
+    let newestClient = '';
+    for (let i = 0; i < 100; i += 1) {
+      newestClient = CLIENTS[i % CLIENTS.length]!;
+      const res = await browser.get(`${th.base}${API}/clients/${newestClient}/auth?return_to=${encodeURIComponent(longReturnTo(i))}`);
+      expect(res.status, await res.clone().text()).toBe(302);
+      newest = res.headers.get('location')!;
+      const loginCookies = browser.cookies(th.base).filter((c) => c.name.includes('th-login-'));
+      const chars = loginCookies.reduce((sum, c) => sum + c.name.length + c.value.length, 0);
+      expect(chars, `after start ${i}`).toBeLessThanOrEqual(LOGIN_STATE_BUDGET_CHARS);
+    }
+    // One cookie per client used to add up to ~23 KB here: every request got 431.
+    expect((browser.jar.cookieHeader(`${th.base}/`) ?? '').length).toBeLessThan(9 * 1024);
+    const sessions = await browser.get(`${th.base}${API}/sessions`);
+    expect(sessions.status).toBe(200);
+    expect((await browser.get(`${th.base}${API}/targets/api/x`)).status).toBe(200);
+
+    const flow = await loginAtDevIdp(browser, newest);
+    expect(flow.response.status).toBe(302);
+    expect(flow.response.headers.get('location')).toBe(longReturnTo(99));
+    expect(newestClient).toBe('c3');
+  });
+
+  it('a short login of another client survives: only what is over the budget is cleared, the largest first', () => {
+    const prefix = 'th-login-';
+    const big = 'v'.repeat(MAX_LOGIN_STATE_CHARS - 200);
+    const cookies = { session: 's', [`${prefix}a`]: big, [`${prefix}b`]: 'short', [`${prefix}c`]: big, other: big };
+    expect(loginCookiesOverBudget(cookies, prefix, `${prefix}own`, 100)).toStrictEqual([]);
+    expect(loginCookiesOverBudget(cookies, prefix, `${prefix}own`, MAX_LOGIN_STATE_CHARS)).toStrictEqual([`${prefix}a`]);
+    expect(loginCookiesOverBudget({ ...cookies, [`${prefix}d`]: big }, prefix, `${prefix}own`, MAX_LOGIN_STATE_CHARS)).toStrictEqual([`${prefix}a`, `${prefix}c`]);
+    // The client's own cookie is replaced, never counted twice or cleared.
+    expect(loginCookiesOverBudget({ [`${prefix}own`]: big }, prefix, `${prefix}own`, MAX_LOGIN_STATE_CHARS)).toStrictEqual([]);
   });
 });
