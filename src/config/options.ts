@@ -484,7 +484,7 @@ export const optionTable = {
   }),
   oidcTimeout: withDefault({
     flag: 'oidc_timeout', env: 'OIDC_TIMEOUT', group: 'OIDC', valueName: '<duration>', default: '10s',
-    description: 'Timeout of every call to an identity provider. A refresh renews its cross-instance lease no longer than twice this (token request and key set).',
+    description: 'Timeout of every call to an identity provider. A refresh renews its cross-instance lease no longer than five times this plus a second (the most IdP calls one refresh makes: discovery, the grant, the key set and one refetch of it, userinfo).',
     parse: durationMs(100, '100ms'),
   }),
   oidcAllowInsecureIssuer: withDefault({

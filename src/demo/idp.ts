@@ -913,7 +913,7 @@ export async function startDevIdp(options: DevIdpOptions = {}): Promise<DevIdp> 
 
   const handle_: DevIdp = {
     issuer,
-    jwksUrl: `${issuer}/jwks`,
+    jwksUrl: `${issuer.replace(/\/$/, '')}/jwks`,
     port,
     registrationInitialAccessToken: registrationToken,
     apiResource,

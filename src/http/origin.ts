@@ -95,7 +95,7 @@ export class OriginResolver {
    * prefix (`forwardedPrefixProblem` refuses such a request before any route runs).
    */
   prefixOf(request: FastifyRequest): string | undefined {
-    if (!this.#trust(request.socket.remoteAddress, 0)) return undefined;
+    if (!this.#trust(request.raw.socket?.remoteAddress, 0)) return undefined;
     const value = lastEntry(request.headers['x-forwarded-prefix']);
     if (value === undefined || forwardedPrefixProblem(value) !== undefined) return undefined;
     return value.replace(/\/+$/, '');
@@ -103,7 +103,7 @@ export class OriginResolver {
 
   /** Why the trusted proxy's X-Forwarded-Prefix of a request is refused, or undefined (absent, untrusted or fine). */
   prefixProblem(request: FastifyRequest): string | undefined {
-    if (!this.#trust(request.socket.remoteAddress, 0)) return undefined;
+    if (!this.#trust(request.raw.socket?.remoteAddress, 0)) return undefined;
     const value = lastEntry(request.headers['x-forwarded-prefix']);
     return value === undefined ? undefined : forwardedPrefixProblem(value);
   }

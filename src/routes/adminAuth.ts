@@ -98,8 +98,14 @@ export async function checkToken(
   if (metadata.jwks_uri === undefined) {
     return { ok: false, refusal: { status: 502, error: 'idp_misconfigured', detail: 'the issuer publishes no jwks_uri, so the bearer token cannot be checked' } };
   }
-  // Registrations another instance made and this one has not used yet are ours too.
-  await ctx.registry.loadRegistrations().catch(() => 0);
+  // Registrations another instance made and this one has not used yet are ours too: without them, a token
+  // issued to one of those clients could pass as an admin credential, so an unreadable store refuses.
+  try {
+    await ctx.registry.loadRegistrations();
+  } catch (err) {
+    request.log.warn({ clientId: client.id, tenant, reason: (err as Error).message }, `could not read the client registrations at ${action}`);
+    return { ok: false, refusal: { status: 503, error: 'store_unavailable', detail: 'the session store cannot be reached; try again shortly' } };
+  }
   const check = await verifyAdminToken(token, { issuer: metadata.issuer, keys: jwks.get(metadata.jwks_uri), policy: client.admin, ourClientIds: ourClientIds(ctx) });
   if (check.ok) return { ok: true, claims: check.claims };
   request.log.warn({ clientId: client.id, tenant, error: check.error, detail: check.detail }, `${action} refused`);

@@ -9,11 +9,11 @@ import { decodeProtectedHeader } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDemoUpstream, type DemoUpstream, type EchoResponse } from '../../src/demo/upstream.ts';
 import { createBrowser, type Browser } from '../support/http.ts';
-import { freePort, guideConfig } from '../support/idps/guide.ts';
-import { auth0, entraId, keycloak, okta, type IdpProfile } from '../support/idps/profiles.ts';
+import { guideConfig } from '../support/idps/guide.ts';
+import { auth0, discoveredJwksUri, entraId, keycloak, okta, type IdpProfile } from '../support/idps/profiles.ts';
 import { loginAtDevIdp, logoutAtDevIdp } from '../support/login.ts';
 import { expireAccessToken } from '../support/sessions.ts';
-import { API, csrfHeaders, getJson, startTokenHandler, type Running } from '../multi/support.ts';
+import { API, csrfHeaders, getJson, startOnOwnPort, type Running } from '../multi/support.ts';
 import type { SessionView } from '../../src/routes/sessions.ts';
 import type { Config } from '../../src/config/types.ts';
 
@@ -34,15 +34,18 @@ describe.each(PROFILES)('%s, configured as docs/idps says', (_name, start) => {
 
   beforeAll(async () => {
     profile = await start();
-    upstream = await startDemoUpstream();
-    const port = await freePort();
-    base = `http://127.0.0.1:${port}`;
-    config = guideConfig(profile.guide, {
-      replace: { ...profile.replace, 'https://app.example.com': base, 'https://api.example.com': upstream.url },
-      env: profile.env,
-      files: profile.files,
-    });
-    th = await startTokenHandler(config, { port });
+    // The upstream verifies bearer JWTs with the IdP's keys and reports their claims in /echo.
+    upstream = await startDemoUpstream({ jwksUrl: await discoveredJwksUri(profile.idp) });
+    // The guide's public URL names the port: chosen before the start (another one if it was taken meanwhile).
+    const started = await startOnOwnPort((port) =>
+      guideConfig(profile.guide, {
+        replace: { ...profile.replace, 'https://app.example.com': `http://127.0.0.1:${port}`, 'https://api.example.com': upstream.url },
+        env: profile.env,
+        files: profile.files,
+      }),
+    );
+    ({ config, base } = started);
+    th = started;
     if (profile.backchannelLogout) {
       await profile.idp.updateClient(profile.clientId, { backchannel_logout_uri: `${base}${API}/clients/default/backchannel-logout`, backchannel_logout_session_required: true });
     }
@@ -104,10 +107,21 @@ describe.each(PROFILES)('%s, configured as docs/idps says', (_name, start) => {
     }
   });
 
-  it('proxies an API call with the access token', async () => {
+  it('proxies an API call with the access token: a JWT for the API where the IdP issues one (Auth0: only for the `audience` sent)', async () => {
     const { status, body } = await callApi();
     expect(status).toBe(200);
     expect(body.headers.authorization).toBe(`Bearer ${(await session()).payload.accessToken}`);
+    if (profile.apiAudience === undefined) {
+      // Okta here: an opaque access token, no JWT at all.
+      expect(body.token).toMatchObject({ present: true, valid: false, error: expect.stringMatching(/^JWSInvalid/) });
+      return;
+    }
+    // Auth0 issues a JWT for the API only when the authorization request named it in `audience`
+    // (the guide's extraAuthParams); without it the token is opaque and this check fails.
+    expect(body.token, JSON.stringify(body.token)).toMatchObject({ present: true, valid: true });
+    const { claims } = body.token as Extract<EchoResponse['token'], { valid: true }>;
+    expect(claims.iss).toBe(profile.idp.issuer);
+    expect([claims.aud].flat()).toContain(profile.apiAudience);
   });
 
   it('refreshes after the IdP rotated its signing key: the new ID token is accepted, the rotated refresh token kept', async () => {
@@ -172,16 +186,12 @@ describe.each(PROFILES)('%s, configured as docs/idps says', (_name, start) => {
     expect((await login(again)).status).toBe(302);
     expect((await session(again)).record.issuer).toBe(profile.idp.issuer);
 
-    const port = await freePort();
-    const strict = await startTokenHandler(
-      {
-        ...config,
-        publicUrl: `http://127.0.0.1:${port}`,
-        clients: config.clients.map((c) => ({ ...c, allowedTids: ['11111111-2222-3333-4444-555555555555'] })),
-        db: { type: 'sqlite', path: ':memory:' },
-      },
-      { port },
-    );
+    const strict = await startOnOwnPort((port) => ({
+      ...config,
+      publicUrl: `http://127.0.0.1:${port}`,
+      clients: config.clients.map((c) => ({ ...c, allowedTids: ['11111111-2222-3333-4444-555555555555'] })),
+      db: { type: 'sqlite', path: ':memory:' },
+    }));
     try {
       const other = createBrowser();
       const flow = await loginAtDevIdp(other, `${strict.base}${API}/clients/default/auth`, { username: 'alice', password: 'alice', idpOrigin: `http://127.0.0.1:${profile.idp.port}` });

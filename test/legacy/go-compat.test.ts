@@ -3,7 +3,7 @@ import type { DevIdp } from '../../src/demo/idp.ts';
 import type { DemoUpstream, EchoResponse } from '../../src/demo/upstream.ts';
 import { createBrowser } from '../support/http.ts';
 import type { Running } from '../support/process.ts';
-import { GO_SESSION_KEYS_ENV, LISTENING, goOidcEnv, legacyLogin, startBinary, startGoSide, writeGoFiles } from './support.ts';
+import { GO_SESSION_KEYS_ENV, goOidcEnv, legacyLogin, startGoBinary, startGoSide } from './support.ts';
 
 describe('drop-in for go-token-handler: its env file, proxy file, flags and routes', () => {
   let idp: DevIdp;
@@ -13,16 +13,20 @@ describe('drop-in for go-token-handler: its env file, proxy file, flags and rout
 
   beforeAll(async () => {
     const side = await startGoSide('th-go-compat-');
-    ({ idp, upstream, base } = side);
-    writeGoFiles(side.dir, {
-      // The go-token-handler proxy file, verbatim.
-      proxy: ['proxies:', '  - endpoint: /proxy', `    target: ${upstream.url}/echo`, '    parameters:', '      idle-conn-timeout: 120s', '      max-idle-conns: 100', '      keep-alive: 30s', '      timeout: 90s'],
-      // A go-token-handler style token_handler.env, with its key sizes (auth 32 bytes, enc 16, db 32).
-      env: ['# go-token-handler configuration', ...goOidcEnv(side, '"token-handler-secret"'), 'DB_TYPE=sqlite', 'DB_NAME=sessions.db', ...GO_SESSION_KEYS_ENV],
+    ({ idp, upstream } = side);
+    proc = await startGoBinary(side, {
+      files: () => ({
+        // The go-token-handler proxy file, verbatim.
+        proxy: ['proxies:', '  - endpoint: /proxy', `    target: ${upstream.url}/echo`, '    parameters:', '      idle-conn-timeout: 120s', '      max-idle-conns: 100', '      keep-alive: 30s', '      timeout: 90s'],
+        // A go-token-handler style token_handler.env, with its key sizes (auth 32 bytes, enc 16, db 32).
+        env: ['# go-token-handler configuration', ...goOidcEnv(side, '"token-handler-secret"'), 'DB_TYPE=sqlite', 'DB_NAME=sessions.db', ...GO_SESSION_KEYS_ENV],
+      }),
+      // Flags spelled with hyphens, as the Go binary did.
+      args: () => ['--listen-addr', `127.0.0.1:${side.port}`, '--log-level', 'info', '--oidc-allow-insecure-issuer'],
+      env: { PATH: process.env.PATH ?? '' },
     });
-    // Flags spelled with hyphens, as the Go binary did.
-    proc = startBinary(side.dir, ['--listen-addr', `127.0.0.1:${side.port}`, '--log-level', 'info', '--oidc-allow-insecure-issuer'], { PATH: process.env.PATH ?? '' });
-    await proc.waitFor(LISTENING);
+    // The port the binary listens on (another than startGoSide's if that one was taken meanwhile).
+    ({ base } = side);
   });
 
   afterAll(async () => {

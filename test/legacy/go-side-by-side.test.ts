@@ -17,7 +17,7 @@ import { createBrowser, type Browser } from '../support/http.ts';
 import { SERVER, startReceiver, waitForSpans, type Receiver } from '../support/otlp.ts';
 import { cleanEnv, type Running } from '../support/process.ts';
 import { PG_URL, probePostgres, requireService } from '../support/services.ts';
-import { GO_SESSION_KEYS_ENV, LISTENING, goOidcEnv, legacyLogin, startBinary, startGoSide, writeGoFiles } from './support.ts';
+import { GO_SESSION_KEYS_ENV, goOidcEnv, legacyLogin, startGoBinary, startGoSide } from './support.ts';
 
 const EVIL = 'https://evil.example';
 
@@ -107,33 +107,37 @@ describe.each(backends)('token-handler in place of go-token-handler ($name)', (b
   beforeAll(async () => {
     receiver = await startReceiver();
     const side = await startGoSide('th-go-side-');
-    ({ idp, upstream, base } = side);
+    ({ idp, upstream } = side);
     prepared = await backend.prepare(side.dir);
     goBefore = await prepared.snapshot();
-    writeGoFiles(side.dir, {
-      proxy: [
-        'proxies:',
-        '  - endpoint: /api/', // Go ServeMux's subtree pattern (issue 21.1)
-        `    target: ${upstream.url}/echo`,
-        '  - endpoint: /proxy',
-        `    target: ${upstream.url}/echo`,
-        '    parameters:',
-        '      idle-conn-timeout: 120s',
-        '      max-idle-conns: 100',
-        '  - endpoint: /account/',
-        `    target: ${upstream.url}`,
-      ],
-      // An http issuer on this machine (a local Keycloak in development): no extra flag (issue 21.4).
-      env: [...goOidcEnv(side, 'token-handler-secret'), ...prepared.env, ...GO_SESSION_KEYS_ENV],
+    // The env file names the port (Go's redirect URL): on EADDRINUSE the side moves to another one.
+    proc = await startGoBinary(side, {
+      files: () => ({
+        proxy: [
+          'proxies:',
+          '  - endpoint: /api/', // Go ServeMux's subtree pattern (issue 21.1)
+          `    target: ${upstream.url}/echo`,
+          '  - endpoint: /proxy',
+          `    target: ${upstream.url}/echo`,
+          '    parameters:',
+          '      idle-conn-timeout: 120s',
+          '      max-idle-conns: 100',
+          '  - endpoint: /account/',
+          `    target: ${upstream.url}`,
+        ],
+        // An http issuer on this machine (a local Keycloak in development): no extra flag (issue 21.4).
+        env: [...goOidcEnv(side, 'token-handler-secret'), ...prepared.env, ...GO_SESSION_KEYS_ENV],
+      }),
+      // Flags in both spellings: the hyphens of Go's binary and the underscores of its README.
+      args: () => ['--listen-addr', `127.0.0.1:${side.port}`, '--log_level', 'info', '--cookie-name', 'session'],
+      env: cleanEnv({
+        // Go's standard OpenTelemetry variables; a short batch delay so the spans arrive while the test runs.
+        OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+        OTEL_SERVICE_NAME: 'go-config',
+        OTEL_BSP_SCHEDULE_DELAY: '200',
+      }),
     });
-    // Flags in both spellings: the hyphens of Go's binary and the underscores of its README.
-    proc = startBinary(side.dir, ['--listen-addr', `127.0.0.1:${side.port}`, '--log_level', 'info', '--cookie-name', 'session'], cleanEnv({
-      // Go's standard OpenTelemetry variables; a short batch delay so the spans arrive while the test runs.
-      OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
-      OTEL_SERVICE_NAME: 'go-config',
-      OTEL_BSP_SCHEDULE_DELAY: '200',
-    }));
-    await proc.waitFor(LISTENING);
+    base = side.base;
     browser = createBrowser();
     const flow = await legacyLogin(browser, base);
     expect(flow.response.status).toBe(302);

@@ -5,13 +5,14 @@
  * request's Host.
  */
 import { request as httpRequest } from 'node:http';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../../src/config/types.ts';
 import { startDevIdp, type DevIdp } from '../../src/demo/idp.ts';
 import { tempDir } from '../support/config.ts';
 import { createBrowser } from '../support/http.ts';
-import { freePort } from '../support/nginx.ts';
-import { API, idpClient, login, startTokenHandler, yamlConfig, type Running } from './support.ts';
+import { API, idpClient, login, startOnOwnPort, startTokenHandler, yamlConfig, type Running } from './support.ts';
 
 const ADSP_AUDIENCE = 'urn:ads:platform:token-handler';
 const USERS = [
@@ -91,8 +92,8 @@ describe('issue 18.2: the admin credential of client registration', () => {
       clients: [idpClient('token-handler', 'static')],
     });
     th = await startTokenHandler(config(tempDir()));
-    publicPort = await freePort();
-    fixed = await startTokenHandler(config(tempDir(), publicPort), { port: publicPort });
+    fixed = await startOnOwnPort((port) => config(tempDir(), port));
+    publicPort = Number(new URL(fixed.base).port);
 
     // The administrator logs in to one of our clients; the logout redirect carries the ID token through
     // the browser (id_token_hint), where any script or extension of the page can read it.
@@ -180,6 +181,27 @@ describe('issue 18.2: the admin credential of client registration', () => {
       backchannel_logout_uri: `http://127.0.0.1:${publicPort}${API}/clients/self/backchannel-logout`,
     });
     expect(evilClients()).toEqual([]);
+  });
+
+  it('answers 503 when the registrations of the fleet cannot be read: a token of a client it cannot see is not taken as an admin credential', async () => {
+    const dir = tempDir();
+    const lone = await startTokenHandler(config(dir));
+    try {
+      const token = await idp.issueToken({ ...admin, aud: ADSP_AUDIENCE, client_id: 'tenant-admin-app' }, { typ: 'at+jwt' });
+      const before = idp.listClients().length;
+      // The store cannot read its registrations (as when PostgreSQL or Redis is unreachable).
+      const db = new Database(join(dir, 'sessions.db'));
+      db.exec('ALTER TABLE token_handler_client_registrations RENAME TO held_away');
+      const refused = await register(lone.base, 'with-callback', token, registrationToken());
+      expect(refused.status).toBe(503);
+      expect(refused.body.error).toBe('store_unavailable');
+      expect(idp.listClients()).toHaveLength(before);
+      db.exec('ALTER TABLE held_away RENAME TO token_handler_client_registrations');
+      db.close();
+      expect((await register(lone.base, 'with-callback', token, registrationToken())).status).toBe(200);
+    } finally {
+      await lone.close();
+    }
   });
 
   it("accepts the administrator's real access token (RFC 9068 at+jwt, aud urn:ads:platform:token-handler) (control)", async () => {

@@ -15,10 +15,9 @@ import { createStore } from '../../src/store/index.ts';
 import type { SessionStore } from '../../src/store/types.ts';
 import { tempDir } from '../support/config.ts';
 import { createBrowser, type Browser } from '../support/http.ts';
-import { freePort } from '../support/nginx.ts';
 import { probePostgres, probeRedis, requireService } from '../support/services.ts';
 import { postgresNamespace, redisNamespace, type StoreNamespace } from '../fleet/support.ts';
-import { API, TENANT_A as A, TENANT_B as B, callJson, getJson, idpClient, login, startTokenHandler, TENANT_HEADER, yamlConfig, type Running } from './support.ts';
+import { API, TENANT_A as A, TENANT_B as B, callJson, getJson, idpClient, login, startOnOwnPort, startTokenHandler, TENANT_HEADER, yamlConfig, type Running } from './support.ts';
 
 const ADSP_AUDIENCE = 'urn:ads:platform:token-handler';
 const ADMIN_ROLE = { resource_access: { [ADSP_AUDIENCE]: { roles: ['token-handler-admin'] } } };
@@ -49,9 +48,8 @@ describe('ADSP compatibility (issue 19)', () => {
   let idpA: DevIdp;
   let idpB: DevIdp;
   let th: Running;
-  let port: number;
 
-  const config = (dir: string): Config =>
+  const config = (dir: string, port: number): Config =>
     yamlConfig(
       dir,
       `clients:
@@ -84,8 +82,7 @@ describe('ADSP compatibility (issue 19)', () => {
   beforeAll(async () => {
     idpA = await keycloakLike('/tenant-a', [user('alice', ['user', 'offline_access']), user('carol', ['user'])], [['plain', 'plain'], ['failing', 'failing']]);
     idpB = await keycloakLike('/tenant-b', [user('bob', ['user'])]);
-    port = await freePort();
-    th = await startTokenHandler(config(tempDir()), { port });
+    th = await startOnOwnPort((port) => config(tempDir(), port));
   });
   afterAll(async () => {
     await th?.close();
@@ -254,18 +251,20 @@ describe.each(STORES.filter((s) => requireService(s.name, s.unavailable)))('19.4
   beforeAll(async () => {
     idp = await startDevIdp({ registration: true, apiResource: ADSP_AUDIENCE });
     const dir = tempDir();
-    const port = await freePort();
     ns = namespace?.();
-    config = yamlConfig(
-      dir,
-      `clients:
+    const started = await startOnOwnPort((port) =>
+      yamlConfig(
+        dir,
+        `clients:
   - id: race
     issuer: ${idp.issuer}
     registered: true
 `,
-      { publicPort: port, argv: ns?.flags() ?? [] },
+        { publicPort: port, argv: ns?.flags() ?? [] },
+      ),
     );
-    first = await startTokenHandler(config, { port });
+    ({ config } = started);
+    first = started;
     // The second instance on the same store, whose reads the test can hold.
     backend = await createStore(config.db);
     second = await startTokenHandler(config, { store: backend });

@@ -9,9 +9,8 @@ import type { Config } from '../../src/config/types.ts';
 import { startDevIdp, type DevIdp } from '../../src/demo/idp.ts';
 import { tempDir } from '../support/config.ts';
 import { createBrowser } from '../support/http.ts';
-import { freePort } from '../support/nginx.ts';
 import { discoverDevIdp, runCodeFlow, startCallbackServer } from '../support/oidc-rp.ts';
-import { API, callJson, getJson, idpClient, login, startTokenHandler, yamlConfig, type Running } from './support.ts';
+import { API, callJson, getJson, idpClient, login, startOnOwnPort, startTokenHandler, yamlConfig, type Running } from './support.ts';
 
 const USERS = [
   { username: 'demo', password: 'demo', name: 'Demo User', email: 'demo@example.com', roles: ['user'] },
@@ -43,11 +42,12 @@ describe('client registration', () => {
       ],
     });
     stranger = await startDevIdp();
-    // The registered URIs come from --public_url: the port is chosen before the start.
-    const port = await freePort();
-    config = yamlConfig(
-      tempDir(),
-      `clients:
+    // The registered URIs come from --public_url: the port is chosen before the start. SO_REUSEPORT: the
+    // restart below starts the new instance at this address before the old one lets go of it.
+    const started = await startOnOwnPort((port) =>
+      yamlConfig(
+        tempDir(),
+        `clients:
   - id: self
     issuer: ${idp.issuer}
     registered: true
@@ -65,9 +65,12 @@ describe('client registration', () => {
     clientId: token-handler
     clientSecret: token-handler-secret
 `,
-      { publicPort: port },
+        { publicPort: port },
+      ),
+      { reusePort: true },
     );
-    th = await startTokenHandler(config, { port });
+    ({ config } = started);
+    th = started;
   });
   afterAll(async () => {
     await other?.close();
@@ -189,12 +192,15 @@ describe('client registration', () => {
     const otherStart = await createBrowser().get(`${other!.base}${API}/clients/self/auth`);
     expect(new URL(otherStart.headers.get('location')!).searchParams.get('client_id')).toBe(newest);
 
-    // Restarted at the same address (the redirect URI registered at the IdP is that of the public origin).
+    // Restarted at the same address (the redirect URI registered at the IdP is that of the public origin):
+    // the new instance binds it beside the old one (SO_REUSEPORT), which then stops, so that no other
+    // process can take the port in between.
     const port = Number(new URL(th.base).port);
+    const restarted = await startTokenHandler(config, { port, reusePort: true });
     await th.close();
-    // Let the client side of pooled keep-alive connections see them closed before the port is reused.
+    th = restarted;
+    // Let the client side of pooled keep-alive connections see the old instance's closed.
     await new Promise((r) => setTimeout(r, 100));
-    th = await startTokenHandler(config, { port });
     const browser = createBrowser();
     expect((await login(browser, th.base, 'self')).status).toBe(302);
     expect(th.th.ctx.registry.client('self')?.clientId).toBe(newest);

@@ -1,6 +1,7 @@
 /** Shared helpers of the multi-client / multi-tenant integration tests. */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { FastifyListenOptions } from 'fastify';
 import type { ClientMetadata } from 'oidc-provider';
 import { buildApp, type BuildOptions, type TokenHandlerApp } from '../../src/app.ts';
 import { loadConfig } from '../../src/config/load.ts';
@@ -8,6 +9,7 @@ import type { Config } from '../../src/config/types.ts';
 import { startDevIdp, type DevIdp, type DevUser } from '../../src/demo/idp.ts';
 import type { Browser } from '../support/http.ts';
 import { loginAtDevIdp } from '../support/login.ts';
+import { onFreePort } from '../support/ports.ts';
 
 export const API = '/token-handler/v1';
 export const TENANT_HEADER = 'x-adsp-tenant';
@@ -20,12 +22,45 @@ export interface Running {
   close(): Promise<void>;
 }
 
-export async function startTokenHandler(config: Config, options: BuildOptions & { port?: number } = {}): Promise<Running> {
-  const { port: wanted = 0, ...buildOptions } = options;
+export interface StartOptions extends BuildOptions {
+  /** Default 0: any free port. A configuration that names its port needs `startOnOwnPort` instead. */
+  port?: number;
+  /**
+   * SO_REUSEPORT: a second instance may then start on the same port while this one still listens (a
+   * restart at the same address without a moment in which another process could take the port).
+   */
+  reusePort?: boolean;
+}
+
+export async function startTokenHandler(config: Config, options: StartOptions = {}): Promise<Running> {
+  const { port: wanted = 0, reusePort = false, ...buildOptions } = options;
   const th = await buildApp(config, { sweeper: false, ...buildOptions });
-  await th.app.listen({ host: '127.0.0.1', port: wanted });
+  try {
+    // Node's listen() takes reusePort (Node 22.12+); Fastify passes its options on but does not type it.
+    const listen: FastifyListenOptions & { reusePort?: boolean } = { host: '127.0.0.1', port: wanted, ...(reusePort && { reusePort }) };
+    await th.app.listen(listen);
+  } catch (err) {
+    await th.app.close();
+    throw err;
+  }
   const { port } = th.app.server.address() as { port: number };
   return { th, base: `http://127.0.0.1:${port}`, close: () => th.app.close() };
+}
+
+/**
+ * The token handler on a port chosen before it starts, for a configuration that names it (public_url, the
+ * redirect URIs it registers at the IdP): `configFor(port)` makes the configuration for the port. When
+ * another process took the port between the choice and the bind, the configuration is made again for
+ * another port (test/support/ports.ts). The port and the configuration used come back with the instance.
+ */
+export async function startOnOwnPort(
+  configFor: (port: number) => Config,
+  options: Omit<StartOptions, 'port'> = {},
+): Promise<Running & { port: number; config: Config }> {
+  return onFreePort(async (port) => {
+    const config = configFor(port);
+    return { ...(await startTokenHandler(config, { ...options, port })), port, config };
+  });
 }
 
 /** A confidential client of the dev IdP whose loopback redirect URIs match any port (application_type native). */

@@ -9,7 +9,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDevIdp, type DevIdp } from '../../src/demo/idp.ts';
-import { freePort } from '../support/nginx.ts';
 import { eventually, forwardAuthCheck, replaceFile, startService, startUpstream, upstreamOf, type Upstream } from '../support/reload.ts';
 
 const API = '/token-handler/v1';
@@ -83,8 +82,8 @@ describe('configuration reload (clients and targets without a restart)', { timeo
   it('the forward-auth listener checks against the targets in force: added, changed and removed on SIGHUP', async () => {
     const file = join(dir, 'forward-auth.json');
     writeFileSync(file, config([client('one', 'th-one', 'SECRET_ONE')], [target('first', a.url)]));
-    const checkPort = await freePort();
-    const { th, base } = await startService(file, ['--config_watch=false', `--forward_auth_listen_addr=127.0.0.1:${checkPort}`]);
+    const { th, base, forwardAuthPort } = await startService(file, ['--config_watch=false'], { forwardAuth: true });
+    const checkPort = forwardAuthPort!;
     const check = (uri: string): Promise<string> => forwardAuthCheck(checkPort, uri);
     try {
       expect(base).not.toBe(`http://127.0.0.1:${checkPort}`);

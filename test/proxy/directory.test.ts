@@ -12,7 +12,6 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/config/errors.ts';
 import { loadConfig } from '../../src/config/load.ts';
-import { freePort } from '../support/nginx.ts';
 import { eventually, forwardAuthCheck, replaceFile, startService, startUpstream, upstreamOf, type Upstream } from '../support/reload.ts';
 
 /** An HTTP directory serving its current entries in ADSP's shape, or failing with 500 when `failing`. */
@@ -70,9 +69,8 @@ describe('targets by service URN through a directory', { timeout: 120_000 }, () 
       }),
     );
     // With the forward-auth listener: the gateway's checks see the same targets, resolved or not.
-    const checkPort = await freePort();
-    const { th, base } = await startService(file, [`--forward_auth_listen_addr=127.0.0.1:${checkPort}`]);
-    const check = (uri: string): Promise<string> => forwardAuthCheck(checkPort, uri);
+    const { th, base, forwardAuthPort } = await startService(file, [], { forwardAuth: true });
+    const check = (uri: string): Promise<string> => forwardAuthCheck(forwardAuthPort!, uri);
     try {
       expect(await upstreamOf(base, '/api/svcfile/x')).toBe('a');
       expect(await check('/api/svcfile/x')).toBe('200');

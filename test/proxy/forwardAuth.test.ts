@@ -18,6 +18,9 @@ import { memoryLogger } from '../ops/support.ts';
 import { rawRequest, type RawResponse, type RunningApp } from './support.ts';
 
 const nginxMissing = probeNginx();
+// .ci/run installs Debian's nginx: on CI a missing nginx fails the suite instead of skipping it.
+if (nginxMissing !== undefined && process.env.CI === 'true') throw new Error(`nginx is required in CI: ${nginxMissing}`);
+if (nginxMissing !== undefined) console.warn(`[forward-auth] SKIPPING the nginx cases: ${nginxMissing}`);
 const EVIL = 'https://evil.example';
 
 function cookieNames(header: string | string[] | undefined): string[] {

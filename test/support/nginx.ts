@@ -1,15 +1,19 @@
 /**
  * A real nginx (Debian's package) for deployment tests: started in the foreground by the test, on a free
- * port of 127.0.0.1, with a generated configuration in a temporary prefix, and stopped after. The test
+ * port of 127.0.0.1 (nginx cannot listen on port 0: a port taken by another process before nginx bound it
+ * is retried with another), with a generated configuration in a temporary prefix, and stopped after. The test
  * gives the `server { ... }` body (locations, proxy_pass lines); `{{PORT}}` in it is replaced by nginx's
  * own port, so Host/X-Forwarded-Host lines can name it.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer, connect } from 'node:net';
-import type { AddressInfo } from 'node:net';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { tempDir } from './config.ts';
+import { onFreePort } from './ports.ts';
+
+/** Kept for bench/peers.ts; a server started on it should go through `onFreePort` (test/support/ports.ts). */
+export { freePort } from './ports.ts';
 
 export const NGINX_BIN = process.env.TH_TEST_NGINX ?? '/usr/sbin/nginx';
 
@@ -40,21 +44,17 @@ export interface NginxOptions {
   /**
    * Instead of `server`: a whole nginx.conf (a documented example made runnable). `{{PORT}}` = nginx's port,
    * `{{PREFIX}}` = its temporary prefix (logs/, tmp/ and a copy of Debian's mime.types beside nginx.conf).
+   * It must set `pid {{PREFIX}}/nginx.pid;` (how the start tells that nginx itself bound the port).
    */
   full?: string;
   /** Extra lines for the `http { }` block (upstreams, maps). */
   http?: string;
-  /** A fixed port (default: a free one). */
+  /**
+   * A fixed port (default: a free one, another if it was taken before nginx bound it). With a fixed port
+   * nobody retries: a port taken meanwhile fails the start with "Address already in use" in the error
+   * (`isAddressInUse`), for the caller to start again on another (`onFreePort`).
+   */
   port?: number;
-}
-
-/** A free TCP port on 127.0.0.1 (bound, then released). */
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 function canConnect(port: number): Promise<boolean> {
@@ -68,17 +68,20 @@ function canConnect(port: number): Promise<boolean> {
 }
 
 export async function startNginx(options: NginxOptions): Promise<Nginx> {
+  if (options.port !== undefined) return startNginxOn(options.port, options);
+  return onFreePort((port) => startNginxOn(port, options));
+}
+
+async function startNginxOn(port: number, options: NginxOptions): Promise<Nginx> {
   const prefix = tempDir('th-nginx-');
   for (const dir of ['logs', 'tmp', 'tmp/client', 'tmp/proxy', 'tmp/fastcgi', 'tmp/uwsgi', 'tmp/scgi']) mkdirSync(join(prefix, dir), { recursive: true });
-  // A port taken between freePort() and nginx's bind fails the start: retry with another.
-  for (let attempt = 0; ; attempt += 1) {
-    const port = options.port ?? (await freePort());
-    copyFileSync('/etc/nginx/mime.types', join(prefix, 'mime.types'));
-    const config = options.full !== undefined ? options.full.replaceAll('{{PORT}}', String(port)).replaceAll('{{PREFIX}}', prefix) : `
+  copyFileSync('/etc/nginx/mime.types', join(prefix, 'mime.types'));
+  const pidFile = join(prefix, 'nginx.pid');
+  const config = options.full !== undefined ? options.full.replaceAll('{{PORT}}', String(port)).replaceAll('{{PREFIX}}', prefix) : `
 daemon off;
 master_process on;
 worker_processes 1;
-pid ${prefix}/nginx.pid;
+pid ${pidFile};
 error_log ${prefix}/logs/error.log info;
 events { worker_connections 1024; }
 http {
@@ -98,51 +101,60 @@ http {
   }
 }
 `;
-    const file = join(prefix, 'nginx.conf');
-    writeFileSync(file, config);
-    const check = spawnSync(NGINX_BIN, ['-t', '-p', prefix, '-c', file], { encoding: 'utf8' });
-    if (check.status !== 0) throw new Error(`nginx rejected the generated configuration:\n${check.stderr}\n${config}`);
-    const child: ChildProcess = spawn(NGINX_BIN, ['-p', prefix, '-c', file], { stdio: ['ignore', 'ignore', 'pipe'] });
-    let stderr = '';
-    child.stderr?.on('data', (c: Buffer) => (stderr += c.toString()));
-    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-    const read = (name: string) => () => {
-      try {
-        return readFileSync(join(prefix, 'logs', name), 'utf8');
-      } catch {
-        return '';
-      }
-    };
-    const deadline = Date.now() + 20_000;
-    let up = false;
-    while (Date.now() < deadline && child.exitCode === null) {
-      if (await canConnect(port)) {
-        up = true;
-        break;
-      }
-      await new Promise((r) => setTimeout(r, 25));
+  if (!config.includes(`pid ${pidFile};`)) throw new Error(`the nginx configuration must set "pid {{PREFIX}}/nginx.pid;":\n${config}`);
+  const file = join(prefix, 'nginx.conf');
+  writeFileSync(file, config);
+  const check = spawnSync(NGINX_BIN, ['-t', '-p', prefix, '-c', file], { encoding: 'utf8' });
+  if (check.status !== 0) throw new Error(`nginx rejected the generated configuration:\n${check.stderr}\n${config}`);
+  const child: ChildProcess = spawn(NGINX_BIN, ['-p', prefix, '-c', file], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr?.on('data', (c: Buffer) => (stderr += c.toString()));
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const gone = () => child.exitCode !== null || child.signalCode !== null;
+  const read = (name: string) => () => {
+    try {
+      return readFileSync(join(prefix, 'logs', name), 'utf8');
+    } catch {
+      return '';
     }
-    if (!up) {
-      child.kill('SIGKILL');
-      await exited;
-      const log = read('error.log')();
-      if (attempt < 3 && options.port === undefined && /Address already in use/.test(log + stderr)) continue;
-      throw new Error(`nginx did not start:\n${stderr}\n${log}`);
+  };
+  // Up when nginx has written its pid file, which it does only once it has bound its listening sockets: a
+  // connection alone could be another process's, one that took the port while nginx was still trying to
+  // bind it (it tries for about 2.5 s, then exits with "Address already in use").
+  const ownsPort = (): boolean => {
+    try {
+      return readFileSync(pidFile, 'utf8').trim() === String(child.pid);
+    } catch {
+      return false;
     }
-    return {
-      port,
-      base: `http://127.0.0.1:${port}`,
-      config,
-      errorLog: read('error.log'),
-      accessLog: read('access.log'),
-      async stop() {
-        if (child.exitCode !== null || child.signalCode !== null) return;
-        // SIGQUIT: graceful shutdown; SIGKILL if it lingers.
-        child.kill('SIGQUIT');
-        const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
-        await exited;
-        clearTimeout(timer);
-      },
-    };
+  };
+  const deadline = Date.now() + 20_000;
+  let up = false;
+  while (Date.now() < deadline && !gone()) {
+    if (ownsPort() && (await canConnect(port))) {
+      up = true;
+      break;
+    }
+    await new Promise((r) => setTimeout(r, 25));
   }
+  if (!up) {
+    if (!gone()) child.kill('SIGKILL');
+    await exited;
+    throw new Error(`nginx did not start on port ${port}:\n${stderr}\n${read('error.log')()}`);
+  }
+  return {
+    port,
+    base: `http://127.0.0.1:${port}`,
+    config,
+    errorLog: read('error.log'),
+    accessLog: read('access.log'),
+    async stop() {
+      if (gone()) return;
+      // SIGQUIT: graceful shutdown; SIGKILL if it lingers.
+      child.kill('SIGQUIT');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
 }

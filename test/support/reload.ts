@@ -70,14 +70,20 @@ export function replaceFile(path: string, text: string): void {
   renameSync(`${path}.tmp`, path);
 }
 
-/** Starts the service with a config file; resolves with its base URL once it listens. */
-export async function startService(configFile: string, extraArgs: string[] = []): Promise<{ th: Running; base: string }> {
-  const th = start(NODE, ['bin/token-handler.js', '--config', configFile, '--listen_addr', '127.0.0.1:0', '--db_path', ':memory:', '--log_level', 'info', ...extraArgs], {
+/**
+ * Starts the service with a config file; resolves with its base URL once it listens, on a port of its
+ * choosing (port 0). With `forwardAuth`, it also serves forward-auth checks on a port of its own
+ * (`--forward_auth_listen_addr=127.0.0.1:0`), whose number comes back as `forwardAuthPort`.
+ */
+export async function startService(configFile: string, extraArgs: string[] = [], options: { forwardAuth?: boolean } = {}): Promise<{ th: Running; base: string; forwardAuthPort: number | undefined }> {
+  const forwardAuthArgs = options.forwardAuth ? ['--forward_auth_listen_addr=127.0.0.1:0'] : [];
+  const th = start(NODE, ['bin/token-handler.js', '--config', configFile, '--listen_addr', '127.0.0.1:0', '--db_path', ':memory:', '--log_level', 'info', ...forwardAuthArgs, ...extraArgs], {
     env: cleanEnv({ SECRET_ONE: 'secret-one', SECRET_TWO: 'secret-two' }),
   });
   // The main listener's line (an internal listener's, e.g. forward-auth's, names its `listener`).
   const match = await th.waitFor(/^(?![^\n]*"listener":)[^\n]*Server listening at (http:\/\/127\.0\.0\.1:\d+)/m);
-  return { th, base: match[1]! };
+  const forwardAuth = options.forwardAuth ? await th.waitFor(/"listener":"forward-auth"[^\n]*Server listening at http:\/\/127\.0\.0\.1:(\d+)/) : undefined;
+  return { th, base: match[1]!, forwardAuthPort: forwardAuth ? Number(forwardAuth[1]) : undefined };
 }
 
 /** A gateway's forward-auth check of `GET <uri>` without a session: `200`, or the status and error code. */

@@ -4,7 +4,6 @@
  * file names) with its own, nothing else.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { loadConfig } from '../../../src/config/load.ts';
 import type { Config } from '../../../src/config/types.ts';
@@ -29,6 +28,25 @@ export interface GuideConfigOptions {
   files?: Record<string, string | Buffer>;
 }
 
+const FLAGS_MARKER = /<!-- test-flags:[^>]*-->\s*```sh\n([\s\S]*?)```/;
+
+/**
+ * The arguments of the `token-handler` command after the guide's `test-flags` marker, example text
+ * replaced first (`replace`), split as a shell would split them (backslash-newline continues the line;
+ * double or single quotes group a word).
+ */
+export function guideFlags(guide: string, replace: Record<string, string>): string[] {
+  const text = readFileSync(new URL(`../../../docs/idps/${guide}.md`, import.meta.url), 'utf8');
+  const match = FLAGS_MARKER.exec(text);
+  if (!match?.[1]) throw new Error(`docs/idps/${guide}.md has no test-flags sh block`);
+  let command = match[1].replace(/\\\n/g, ' ');
+  for (const [from, to] of Object.entries(replace)) command = command.replaceAll(from, to);
+  const words = [...command.matchAll(/"([^"]*)"|'([^']*)'|(\S+)/g)].map((m) => m[1] ?? m[2] ?? m[3]!);
+  const at = words.indexOf('token-handler');
+  if (at < 0) throw new Error(`docs/idps/${guide}.md: the test-flags block runs no token-handler command`);
+  return words.slice(at + 1);
+}
+
 /** Loads the guide's configuration with development settings for a test (http issuer, SQLite in a temp dir). */
 export function guideConfig(guide: string, options: GuideConfigOptions): Config {
   let yaml = guideYaml(guide);
@@ -44,11 +62,9 @@ export function guideConfig(guide: string, options: GuideConfigOptions): Config 
   return config;
 }
 
-/** A port free right now on 127.0.0.1 (the guide's public_url must name it before the app starts). */
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
+/**
+ * A port free right now on 127.0.0.1. It is released before the app binds it: start the app through
+ * `startOnOwnPort` (test/multi/support.ts) or `onFreePort` (test/support/ports.ts), which try another port
+ * when another process took it meanwhile.
+ */
+export { freePort } from '../ports.ts';

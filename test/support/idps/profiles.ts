@@ -26,6 +26,11 @@ export interface IdpProfile {
   user: DevUser;
   /** The roles /sessions must list for `user`. */
   expectedRoles: string[];
+  /**
+   * The `aud` of the JWT access token the API receives with the guide's configuration (Auth0: the API its
+   * `audience` parameter names); undefined when the access token is opaque (Okta here).
+   */
+  apiAudience: string | undefined;
   /** Whether the product sends OpenID Connect back-channel logout tokens. */
   backchannelLogout: boolean;
   /** Where RP-initiated logout sends the browser, as a URL prefix (the IdP's end-session endpoint or template). */
@@ -84,6 +89,7 @@ export async function keycloak(): Promise<IdpProfile> {
     clientId: 'token-handler',
     user,
     expectedRoles: ['app-user', 'offline_access', 'token-handler:orders-editor', 'account:manage-account'],
+    apiAudience: idp.apiResource,
     backchannelLogout: true,
     endSessionPrefix: `${idp.issuer}/session/end`,
     endSessions: () => idp.endSessionCount,
@@ -138,6 +144,7 @@ export async function entraId(): Promise<IdpProfile> {
     clientId,
     user,
     expectedRoles: ['Orders.Read', 'Orders.Approve'],
+    apiAudience: idp.apiResource,
     backchannelLogout: false,
     endSessionPrefix: `${idp.issuer}/session/end`,
     endSessions: () => idp.endSessionCount,
@@ -153,6 +160,8 @@ export async function auth0(): Promise<IdpProfile> {
   const clientId = '7gH2kLmNpQrStUvWxYz0aBcDeFgHiJkL';
   const user = alice(['orders:reader', 'admin']);
   const namespace = 'https://example.com/roles';
+  /** The API identifier (docs/idps/auth0.md): only an authorization request with `audience=<api>` gets a JWT for it. */
+  const api = 'https://orders-api.example.com';
   let logouts = 0;
   const idp: DevIdp = await startDevIdp({
     issuerTrailingSlash: true,
@@ -161,7 +170,7 @@ export async function auth0(): Promise<IdpProfile> {
     refreshTokens: 'always',
     refreshTokenReuseIntervalSec: 10,
     audienceParameter: true,
-    apiResource: 'https://orders-api.example.com',
+    apiResource: api,
     claimNames: [namespace, 'nickname'],
     userClaims: (u) => ({ name: u.name, nickname: u.username, email: u.email, email_verified: true, [namespace]: u.roles }),
     accessTokenClaims: (u) => ({ [namespace]: u.roles, permissions: ['read:orders'] }),
@@ -192,6 +201,7 @@ export async function auth0(): Promise<IdpProfile> {
     clientId,
     user,
     expectedRoles: ['orders:reader', 'admin'],
+    apiAudience: api,
     backchannelLogout: true,
     endSessionPrefix: `http://127.0.0.1:${idp.port}/v2/logout?client_id=${clientId}&returnTo=`,
     endSessions: () => logouts,
@@ -234,10 +244,21 @@ export async function okta(): Promise<IdpProfile> {
     clientId,
     user,
     expectedRoles: ['Everyone', 'Order Approvers'],
+    apiAudience: undefined,
     backchannelLogout: false,
     endSessionPrefix: `${idp.issuer}/session/end`,
     endSessions: () => idp.endSessionCount,
   };
+}
+
+/**
+ * The IdP's jwks_uri as its discovery names it. Not `idp.jwksUrl`: for an issuer with a trailing slash
+ * (Auth0) that is `<issuer>/jwks` with a double slash, which the IdP answers 404.
+ */
+export async function discoveredJwksUri(idp: DevIdp): Promise<string> {
+  const res = await fetch(`${idp.issuer.replace(/\/$/, '')}/.well-known/openid-configuration`);
+  if (!res.ok) throw new Error(`discovery of ${idp.issuer} answered ${res.status}`);
+  return ((await res.json()) as { jwks_uri: string }).jwks_uri;
 }
 
 function sendJson(res: ServerResponse, body: unknown): void {
