@@ -85,12 +85,11 @@ function packageVersion(): string {
   }
 }
 
-class OtelServerSpan implements ServerSpan {
+/** What both span wrappers do with their OpenTelemetry span. */
+abstract class OtelSpan {
   readonly span: Span;
-  readonly context: Context;
-  constructor(span: Span, parent: Context) {
+  constructor(span: Span) {
     this.span = span;
-    this.context = trace.setSpan(parent, span);
   }
   setAttribute(key: string, value: string | number | boolean): void {
     this.span.setAttribute(key, value);
@@ -101,6 +100,14 @@ class OtelServerSpan implements ServerSpan {
   }
   end(): void {
     this.span.end();
+  }
+}
+
+class OtelServerSpan extends OtelSpan implements ServerSpan {
+  readonly context: Context;
+  constructor(span: Span, parent: Context) {
+    super(span);
+    this.context = trace.setSpan(parent, span);
   }
   run(fn: () => void): void {
     context.with(this.context, fn);
@@ -110,26 +117,15 @@ class OtelServerSpan implements ServerSpan {
   }
 }
 
-class OtelClientSpan implements ClientSpan {
-  readonly span: Span;
+class OtelClientSpan extends OtelSpan implements ClientSpan {
   readonly traceparent: string;
   readonly tracestate: string | undefined;
   constructor(span: Span, parent: Context, propagator: W3CTraceContextPropagator) {
-    this.span = span;
+    super(span);
     const carrier: Carrier = {};
     propagator.inject(trace.setSpan(parent, span), carrier, setter);
     this.traceparent = carrier.traceparent ?? '';
     this.tracestate = carrier.tracestate;
-  }
-  setAttribute(key: string, value: string | number | boolean): void {
-    this.span.setAttribute(key, value);
-  }
-  fail(type: string): void {
-    this.span.setAttribute('error.type', type);
-    this.span.setStatus({ code: SpanStatusCode.ERROR });
-  }
-  end(): void {
-    this.span.end();
   }
 }
 

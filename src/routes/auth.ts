@@ -132,7 +132,7 @@ export function createAuthHandlers(ctx: AppContext): AuthHandlers {
       const earlier = readLoginAttempts(sealer, client.id, request.cookies[cookieName], now);
       const sealed = sealLoginAttempts(sealer, client.id, attempt, earlier);
       if (sealed === undefined) return sendProblem(reply, 400, 'invalid_return_to', 'return_to is too long to carry through the login');
-      for (const name of loginCookiesOverBudget(request.cookies, cookies.loginStateCookieName('', secure), cookieName, sealed.length)) {
+      for (const name of loginCookiesOverBudget(request.cookies, cookies.loginStateCookiePrefix(secure), cookieName, sealed.length)) {
         reply.clearCookie(name, cookies.attributes(secure, { httpOnly: true }));
       }
       reply.setCookie(cookieName, sealed, cookies.attributes(secure, { httpOnly: true, maxAgeSec: LOGIN_STATE_TTL_SEC }));

@@ -52,15 +52,9 @@ export function checkCsrf(input: CsrfInput): CsrfResult {
 }
 
 /** What checkTargetCsrf needs to know of a request: the method the upstream acts on and a few headers. */
-export interface TargetCsrfInput {
+export interface TargetCsrfInput extends CsrfInput {
   /** The method the upstream will act on (a method-override header's, when the target allows those). */
   method: string;
-  origin: string | undefined;
-  secFetchSite: string | undefined;
-  headerToken: string | undefined;
-  cookieToken: string | undefined;
-  /** Our own origin as the browser sees it, and the client's allowed origins. */
-  allowedOrigins: ReadonlySet<string>;
   policy: TargetCsrfPolicy;
 }
 

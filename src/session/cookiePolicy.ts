@@ -70,7 +70,12 @@ export class CookiePolicy {
    * however many logins a browser starts, it carries one bounded cookie, never one per attempt.
    */
   loginStateCookieName(clientId: string, secure: boolean): string {
-    return `${this.#prefix(secure)}th-login-${clientId}`;
+    return `${this.loginStateCookiePrefix(secure)}${clientId}`;
+  }
+
+  /** What every client's login-state cookie name starts with. */
+  loginStateCookiePrefix(secure: boolean): string {
+    return `${this.#prefix(secure)}th-login-`;
   }
 
   /** Carries the IdP end-session URL (with id_token_hint) from a JSON logout to the browser's next navigation. */

@@ -68,8 +68,8 @@ export interface SessionServiceDeps {
   /** How long a resolved session may be served from memory; invalidations from any instance evict it. */
   cacheTtlMs?: number;
   /**
-   * `--oidc_timeout`: the longest one call to the IdP may take. A refresh is at most two calls (the token
-   * request and, for a new ID token, the key set): its lease is renewed no longer than that.
+   * `--oidc_timeout`: the longest one call to the IdP may take. A refresh is at most REFRESH_IDP_CALLS
+   * calls (src/session/lease.ts): its lease is renewed no longer than longestRefreshMs of this.
    */
   oidcTimeoutMs?: number;
   /** Observers for metrics. */

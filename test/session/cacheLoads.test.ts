@@ -8,15 +8,14 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { CookieSealer } from '../../src/session/cookieSealer.ts';
-import { PayloadCipher } from '../../src/session/payloadCipher.ts';
-import { NOT_IN_MEMORY, SessionService } from '../../src/session/service.ts';
+import type { SessionService } from '../../src/session/service.ts';
+import { NOT_IN_MEMORY } from '../../src/session/service.ts';
 import { createSqliteStore } from '../../src/store/sqlite.ts';
 import type { SessionRecord, SessionStore } from '../../src/store/types.ts';
+import { testSessionService } from '../support/sessions.ts';
 
 const TTL_MS = 1000;
 const CLIENT = { clientId: 'default', tenant: null };
-const quiet = { info() {}, warn() {}, error() {}, debug() {} };
 
 interface Harness {
   sessions: SessionService;
@@ -64,16 +63,7 @@ async function harness(): Promise<Harness> {
     },
   });
   const clock = { now: 1_000_000 };
-  const sessions = new SessionService({
-    store: counted,
-    sealer: new CookieSealer([Buffer.from('cache-loads-auth-secret-0123456789ab')], [Buffer.from('cache-loads-enc-secret-0123456789abc')]),
-    cipher: new PayloadCipher([Buffer.from('cache-loads-db-key-0123456789abcdef')]),
-    refresher: () => Promise.reject(new Error('no refresh here')),
-    lifetimes: { absoluteLifetimeSec: 8 * 3600, idleLifetimeSec: 3600, refreshSkewSec: 30, sweepBatchSize: 100 },
-    cacheTtlMs: TTL_MS,
-    log: quiet,
-    now: () => clock.now,
-  });
+  const sessions = testSessionService({ store: counted, cacheTtlMs: TTL_MS, now: () => clock.now });
   const { cookieValue, session } = await sessions.create({
     ...CLIENT,
     issuer: 'https://idp.invalid',

@@ -15,15 +15,13 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, beforeEach, expect, it } from 'vitest';
 import type { TokenSet } from '../../src/oidc/flows.ts';
-import { CookieSealer } from '../../src/session/cookieSealer.ts';
 import { longestRefreshMs } from '../../src/session/lease.ts';
-import { PayloadCipher } from '../../src/session/payloadCipher.ts';
-import { SessionService, type Refresher } from '../../src/session/service.ts';
+import type { Refresher, SessionService } from '../../src/session/service.ts';
 import { createSqliteStore } from '../../src/store/sqlite.ts';
 import type { SessionStore } from '../../src/store/types.ts';
+import { testSessionService } from '../support/sessions.ts';
 
 const CLIENT = { clientId: 'default', tenant: null };
-const quiet = { info() {}, warn() {}, error() {}, debug() {} };
 const OIDC_TIMEOUT_MS = 3_000;
 const SLOW_REFRESH_MS = 13_500;
 let dir: string;
@@ -44,16 +42,7 @@ function tokens(overrides: Partial<TokenSet>): TokenSet {
 }
 
 function instance(refresher: Refresher): SessionService {
-  return new SessionService({
-    store,
-    sealer: new CookieSealer([Buffer.from('lease-renewal-auth-secret-0123456789')], [Buffer.from('lease-renewal-enc-secret-01234567890')]),
-    cipher: new PayloadCipher([Buffer.from('lease-renewal-db-key-0123456789abcd')]),
-    refresher,
-    lifetimes: { absoluteLifetimeSec: 8 * 3600, idleLifetimeSec: 3600, refreshSkewSec: 30, sweepBatchSize: 100 },
-    cacheTtlMs: 0,
-    oidcTimeoutMs: OIDC_TIMEOUT_MS,
-    log: quiet,
-  });
+  return testSessionService({ store, refresher, oidcTimeoutMs: OIDC_TIMEOUT_MS });
 }
 
 it('a refresh as slow as four IdP calls at the OIDC timeout keeps its lease: the other instance waits and adopts its tokens', async () => {

@@ -8,15 +8,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { TokenSet } from '../../src/oidc/flows.ts';
-import { CookieSealer } from '../../src/session/cookieSealer.ts';
 import { sessionEndsAt } from '../../src/session/model.ts';
-import { PayloadCipher } from '../../src/session/payloadCipher.ts';
-import { SessionService, type Refresher } from '../../src/session/service.ts';
+import type { Refresher, SessionService } from '../../src/session/service.ts';
 import { createSqliteStore } from '../../src/store/sqlite.ts';
 import type { SessionStore } from '../../src/store/types.ts';
+import { testSessionService } from '../support/sessions.ts';
 
 const CLIENT = { clientId: 'default', tenant: null };
-const quiet = { info() {}, warn() {}, error() {}, debug() {} };
 let dir: string;
 let store: SessionStore;
 const clock = { now: 1_000_000_000 };
@@ -36,17 +34,8 @@ function tokens(overrides: Partial<TokenSet>): TokenSet {
   return { accessToken: 'at-1', refreshToken: 'rt-1', idToken: undefined, accessExpiresAt: clock.now + 300_000, refreshExpiresAt: null, scope: undefined, ...overrides };
 }
 
-function service(refresher: Refresher = () => Promise.reject(new Error('no refresh here'))): SessionService {
-  return new SessionService({
-    store,
-    sealer: new CookieSealer([Buffer.from('refresh-lifetime-auth-secret-01234567')], [Buffer.from('refresh-lifetime-enc-secret-012345678')]),
-    cipher: new PayloadCipher([Buffer.from('refresh-lifetime-db-key-0123456789ab')]),
-    refresher,
-    lifetimes: { absoluteLifetimeSec: 8 * 3600, idleLifetimeSec: 3600, refreshSkewSec: 30, sweepBatchSize: 100 },
-    cacheTtlMs: 0,
-    log: quiet,
-    now: () => clock.now,
-  });
+function service(refresher?: Refresher): SessionService {
+  return testSessionService({ store, ...(refresher && { refresher }), now: () => clock.now });
 }
 
 const newSession = (t: TokenSet) => ({ ...CLIENT, issuer: 'https://idp.invalid/realms/demo', sub: 'alice', sid: null, tokens: t, claims: { roles: [] }, userAgent: null });

@@ -13,11 +13,10 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { TokenSet } from '../../src/oidc/flows.ts';
-import { CookieSealer } from '../../src/session/cookieSealer.ts';
-import { PayloadCipher } from '../../src/session/payloadCipher.ts';
-import { SessionService } from '../../src/session/service.ts';
+import type { SessionService } from '../../src/session/service.ts';
 import { createSqliteStore } from '../../src/store/sqlite.ts';
 import type { SessionStore } from '../../src/store/types.ts';
+import { quietLog, testSessionService } from '../support/sessions.ts';
 
 const CLIENT = { clientId: 'default', tenant: null };
 let dir: string;
@@ -55,14 +54,10 @@ function tokens(overrides: Partial<TokenSet>): TokenSet {
 }
 
 async function refreshedDuringOutage(): Promise<{ sessions: SessionService; idHash: string }> {
-  const sessions = new SessionService({
+  const sessions = testSessionService({
     store: unreliable(),
-    sealer: new CookieSealer([Buffer.from('shutdown-writes-auth-secret-01234567')], [Buffer.from('shutdown-writes-enc-secret-012345678')]),
-    cipher: new PayloadCipher([Buffer.from('shutdown-writes-db-key-0123456789ab')]),
     refresher: async (_client, _refreshToken, context) => ({ tokens: tokens({ accessToken: 'at-2', refreshToken: 'rt-2' }), claims: context.claims }),
-    lifetimes: { absoluteLifetimeSec: 8 * 3600, idleLifetimeSec: 3600, refreshSkewSec: 30, sweepBatchSize: 100 },
-    cacheTtlMs: 0,
-    log: { info() {}, warn: (...args: unknown[]) => void warnings.push(String(args.find((arg) => typeof arg === 'string'))), error() {}, debug() {} },
+    log: { ...quietLog, warn: (...args: unknown[]) => void warnings.push(String(args.find((arg) => typeof arg === 'string'))) },
   });
   const { cookieValue, session } = await sessions.create({ ...CLIENT, issuer: 'https://idp.invalid', sub: 'alice', sid: null, tokens: tokens({ accessExpiresAt: Date.now() - 1 }), claims: { roles: [] }, userAgent: null });
   outage.on = true;
