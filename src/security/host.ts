@@ -10,8 +10,21 @@
 /** `name`, `name:port`, `1.2.3.4:port` or `[v6]:port`: what an authority without userinfo may be. */
 const HOST_PATTERN = /^(?:\[[0-9A-Fa-f:.]{2,45}\]|[A-Za-z0-9_](?:[A-Za-z0-9._-]{0,252}))(?::(\d{1,5}))?$/;
 
+/**
+ * The last host found plain: a browser (and a reverse proxy) sends the same Host on every request, so the
+ * pattern runs once per distinct value in a row instead of on every request. Only a value that passed is kept.
+ */
+let lastPlainHost = '';
+
 /** Whether `value` is a syntactically plain host with an optional port (1-65535). */
 export function isPlainHost(value: string): boolean {
+  if (value === lastPlainHost && value !== '') return true;
+  if (!plainHost(value)) return false;
+  lastPlainHost = value;
+  return true;
+}
+
+function plainHost(value: string): boolean {
   const match = HOST_PATTERN.exec(value);
   if (!match) return false;
   const port = match[1];

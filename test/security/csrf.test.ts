@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { TargetCsrfPolicy } from '../../src/config/types.ts';
-import { checkCsrf, checkTargetCsrf, type CsrfInput, type TargetCsrfInput } from '../../src/security/csrf.ts';
+import { checkCsrf, checkTargetCsrf, safeRequestPasses, type CsrfInput, type TargetCsrfInput } from '../../src/security/csrf.ts';
+import { isPlainHost } from '../../src/security/host.ts';
 
 const base: CsrfInput = {
   method: 'POST',
@@ -106,5 +107,40 @@ describe('checkTargetCsrf: origin mode (issue 21.5)', () => {
     ['a cross-site post even with a matching XSRF header', { secFetchSite: 'cross-site', origin: 'https://evil.example', headerToken: 'x', cookieToken: 'x' }],
   ])('refuses %s', (_name, change) => {
     for (const method of ['POST', 'PUT', 'PATCH', 'DELETE']) expect(checkTargetCsrf({ ...post, ...change, method }).ok).toBe(false);
+  });
+});
+
+describe('safeRequestPasses: the proxy skips the origins only where checkTargetCsrf would pass anyway', () => {
+  it('never says "passes" for a request checkTargetCsrf refuses, over every method, Sec-Fetch-Site and policy', () => {
+    let passes = 0;
+    for (const method of ['GET', 'HEAD', 'OPTIONS', 'POST', 'PUT', 'DELETE', 'TRACE'])
+      for (const secFetchSite of [undefined, 'same-origin', 'same-site', 'cross-site', 'none'])
+        for (const mode of ['token', 'origin'] as const)
+          for (const allMethods of [false, true])
+            for (const allowCrossSiteGet of [false, true]) {
+              const p = policy({ mode, allMethods, allowCrossSiteGet });
+              // The worst case for a skip: no Origin, no token at all.
+              const full = checkTargetCsrf({ ...targetBase, method, secFetchSite, origin: undefined, headerToken: undefined, cookieToken: undefined, allowedOrigins: new Set(), policy: p });
+              if (safeRequestPasses(method, secFetchSite, p)) {
+                passes += 1;
+                expect(full.ok, `${method} ${secFetchSite} ${JSON.stringify(p)}`).toBe(true);
+              }
+            }
+    // And it does skip: the same-site GET of every API call among them.
+    expect(passes).toBeGreaterThan(0);
+    expect(safeRequestPasses('GET', 'same-origin', policy())).toBe(true);
+    expect(safeRequestPasses('GET', 'cross-site', policy())).toBe(false);
+  });
+});
+
+describe('isPlainHost remembers the last plain host, and only that', () => {
+  it('answers the same for a repeated value, and a bad value after a good one is still refused', () => {
+    expect(isPlainHost('app.example.com:8443')).toBe(true);
+    expect(isPlainHost('app.example.com:8443')).toBe(true);
+    for (const bad of ['x@evil.example', 'a b', '[::1', 'app.example.com:99999', 'evil/x', '']) {
+      expect(isPlainHost(bad), bad).toBe(false);
+      expect(isPlainHost(bad), `${bad} again`).toBe(false);
+    }
+    expect(isPlainHost('app.example.com:8443')).toBe(true);
   });
 });
