@@ -208,14 +208,17 @@ export async function loginApache(protectedUrl: string): Promise<string> {
   return cookie;
 }
 
-/** The nginx `http {}` and `server {}` parts of the forward-auth peer (docs/forward-auth.md, with keep-alive pools). */
+/**
+ * The nginx `http {}` and `server {}` parts of the forward-auth peer (docs/forward-auth.md, with keep-alive
+ * pools); `check`: the forward-auth listener as nginx's `server` takes it, `127.0.0.1:<port>` or `unix:<path>`.
+ */
 export function nginxForwardAuthConfig(options: { upstream: string; tokenHandler: string; check: string; targetPath: string }): { http: string; server: string } {
   const hostPort = (url: string): string => new URL(url).host;
   return {
     http: `
   upstream bench_api { server ${hostPort(options.upstream)}; keepalive 64; }
   upstream bench_th { server ${hostPort(options.tokenHandler)}; keepalive 16; }
-  upstream bench_th_check { server ${hostPort(options.check)}; keepalive 64; }
+  upstream bench_th_check { server ${options.check}; keepalive 64; }
 `,
     server: `
     location /token-handler/v1/ {

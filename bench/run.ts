@@ -6,7 +6,7 @@
  *                     [--login-duration 10] [--login-concurrency 4] [--only proxy,login,instructions,sessions,sweep]
  *                     [--instructions-requests 3000] [--instructions-warmup 15000] [--instructions-windows 3]
  *                     [--profile] [--log-level info] [--route /static] [--pin true|false] [--latency-rate 1000]
- *                     [--settle-ms 1500] [--freeze true|false] [--peers apache,nginx] [--workers 1,auto]
+ *                     [--settle-ms 1500] [--freeze true|false] [--peers apache,nginx,nginx-unix,nginx-floor] [--workers 1,auto]
  *                     [--json bench/results/latest.json]
  *
  * Every flag also reads an environment variable: BENCH_DURATION, BENCH_WARMUP, BENCH_ROUNDS, BENCH_CONNECTIONS,
@@ -19,7 +19,9 @@
  *   fixtures child     the dev IdP and the demo upstream (bench/fixtures.ts)
  *   subject children   one per proxy under test (bench/subject.ts): the bare proxy, token-handler on
  *                      each store, and the real peers (bench/peers.ts, `--peers`): Apache + mod_auth_openidc,
- *                      nginx + token-handler forward-auth; all started up front, idle while another is measured
+ *                      nginx + token-handler forward-auth (its check on a port and, `nginx-unix`, on a Unix
+ *                      socket), and `nginx-floor`, nginx asking a check service that does nothing (the floor
+ *                      of forward-auth); all started up front, idle while another is measured
  *   worker groups      token-handler with `--workers` (`--workers 1,auto`, the default: each store as one process
  *                      and as a worker group of one worker per core), a primary and its workers; measured with all
  *                      CPUs (unpinned), beside Apache on all CPUs (`apache+mod_auth_openidc all-cores`), and the
@@ -36,7 +38,7 @@ import { cpus, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createHistogram, performance } from 'node:perf_hooks';
 import { storeUrls } from './cli.ts';
-import { APACHE_ALL_CORES, isAllCores, targetChecks, targetsTable, tokenHandlerCase, workerList, type CaseName, type TargetCheck } from './targets.ts';
+import { APACHE_ALL_CORES, NGINX_NOOP, NGINX_UNIX, isAllCores, targetChecks, targetsTable, tokenHandlerCase, workerList, type CaseName, type TargetCheck } from './targets.ts';
 import { ensureApache, loginApache, processTree } from './peers.ts';
 import { probeNginx } from '../test/support/nginx.ts';
 import { canSetAffinity, HERE, login, setAffinity, startChild, TARGET_PATH, type Child } from './children.ts';
@@ -52,7 +54,7 @@ import { instructionsTable, measureInstructions, valgrindAvailable, type Instruc
 // ---------------------------------------------------------------------------------------------------
 
 type Part = 'proxy' | 'login' | 'instructions' | 'sessions' | 'sweep';
-type PeerName = 'apache' | 'nginx';
+type PeerName = 'apache' | 'nginx' | 'nginx-unix' | 'nginx-floor';
 const PARTS = ['proxy', 'login', 'instructions', 'sessions', 'sweep'] as const;
 
 interface Options {
@@ -156,7 +158,7 @@ function parseOptions(argv: string[], env: NodeJS.ProcessEnv): Options {
     rounds: num('rounds', 5, 2),
     connections: num('connections', 50, 50),
     stores: list('stores', ['sqlite', 'postgresql', 'redis'] as const),
-    peers: get('peers') === 'none' || get('peers') === '' ? [] : list('peers', ['apache', 'nginx'] as const),
+    peers: get('peers') === 'none' || get('peers') === '' ? [] : list('peers', ['apache', 'nginx', 'nginx-unix', 'nginx-floor'] as const),
     sessions: num('sessions', 1_000_000, 100_000),
     sweepSessions: num('sweep-sessions', 2_000_000, 100_000),
     loginDurationSec: num('login-duration', 10, 3),
@@ -387,7 +389,7 @@ async function proxyBenchmark(
   const cookies = new Map<CaseName, string>();
   for (const [name, child] of subjects) {
     const base = `http://127.0.0.1:${child.ready.port}`;
-    if (name.startsWith('token-handler/') || name.startsWith('before/') || name === 'nginx+forward-auth') cookies.set(name, `session=${await login(base)}`);
+    if (name.startsWith('token-handler/') || name.startsWith('before/') || name.startsWith('nginx+forward-auth')) cookies.set(name, `session=${await login(base)}`);
     if (name.startsWith('apache+mod_auth_openidc')) cookies.set(name, `mod_auth_openidc_session=${await loginApache(`${base}${TARGET_PATH}${options.route}`)}`);
   }
   const anyCookie = [...cookies.values()][0] ?? `session=${'x'.repeat(120)}`;
@@ -667,13 +669,19 @@ async function main(): Promise<void> {
             if (workerGroups.length > 0) subjects.set(APACHE_ALL_CORES, await startChild<SubjectReady>('subject.ts', [apache(cpus().length)]));
           }
         }
-        if (options.peers.includes('nginx')) {
+        for (const [peer, name, transport] of [['nginx', 'nginx+forward-auth', 'tcp'], ['nginx-unix', NGINX_UNIX, 'unix']] as const) {
+          if (!options.peers.includes(peer)) continue;
           const unavailable = probeNginx();
-          if (unavailable) log(`[proxy] nginx+forward-auth skipped: ${unavailable}`);
+          if (unavailable) log(`[proxy] ${name} skipped: ${unavailable}`);
           else {
-            const nginxSpec: SubjectSpec = { mode: 'nginx-forward-auth', upstream: fixtures.ready.upstream, issuer: fixtures.ready.issuer, logLevel: options.logLevel };
-            subjects.set('nginx+forward-auth', await startChild<SubjectReady>('subject.ts', [JSON.stringify(nginxSpec)], profileArgs));
+            const nginxSpec: SubjectSpec = { mode: 'nginx-forward-auth', upstream: fixtures.ready.upstream, issuer: fixtures.ready.issuer, logLevel: options.logLevel, transport };
+            subjects.set(name, await startChild<SubjectReady>('subject.ts', [JSON.stringify(nginxSpec)], profileArgs));
           }
+        }
+        if (options.peers.includes('nginx-floor')) {
+          const unavailable = probeNginx();
+          if (unavailable) log(`[proxy] ${NGINX_NOOP} skipped: ${unavailable}`);
+          else subjects.set(NGINX_NOOP, await startChild<SubjectReady>('subject.ts', [JSON.stringify({ mode: 'nginx-noop-check', upstream: fixtures.ready.upstream } satisfies SubjectSpec)], profileArgs));
         }
       }
       for (const store of options.stores) {

@@ -25,7 +25,8 @@ import replyFrom from '@fastify/reply-from';
 import Fastify, { type FastifyInstance } from 'fastify';
 import cluster from 'node:cluster';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -42,7 +43,7 @@ import { summariseGcProfile, type GcSummary } from './gcStats.ts';
 import { dropPostgresSchema, unlinkRedisPrefix } from './namespaces.ts';
 import { cpuMicrosOf, nginxForwardAuthConfig, processTree, rssOf, startApache } from './peers.ts';
 import { forwardAuthAddress } from '../src/proxy/forwardAuth.ts';
-import { startNginx } from '../test/support/nginx.ts';
+import { nginxSocketDir, startNginx, type Nginx } from '../test/support/nginx.ts';
 
 export type StoreKind = 'sqlite' | 'postgresql' | 'redis';
 
@@ -55,8 +56,17 @@ export type SubjectSpec =
    * its child processes (1 by default, the 64 threads in one; more for the all-cores case).
    */
   | { mode: 'apache'; upstream: string; issuer: string; children?: number }
-  /** nginx in front, auth_request to this process's token-handler (SQLite) forward-auth listener. */
-  | { mode: 'nginx-forward-auth'; upstream: string; issuer: string; logLevel: string };
+  /**
+   * nginx in front, auth_request to this process's token-handler (SQLite) forward-auth listener: on a port of
+   * 127.0.0.1 (`tcp`, the default) or a Unix socket (`unix`).
+   */
+  | { mode: 'nginx-forward-auth'; upstream: string; issuer: string; logLevel: string; transport?: 'tcp' | 'unix' }
+  /**
+   * A reference, not a peer: nginx configured the same way, asking a check service that does nothing (a
+   * node:http server on a Unix socket answering every check at once with a fixed token). What forward-auth
+   * costs whatever the check service decides: nginx's subrequest and Node.js's own HTTP exchange.
+   */
+  | { mode: 'nginx-noop-check'; upstream: string };
 
 export interface SubjectReady {
   type: 'ready';
@@ -186,6 +196,21 @@ async function startWorkerGroup(spec: TokenHandlerSpec): Promise<Running> {
   };
 }
 
+/** A token-shaped value as long as the dev IdP's access tokens, so nginx copies as many bytes as with a real one. */
+const NOOP_AUTHORIZATION = `Bearer eyJ${'A'.repeat(840)}`;
+
+/** The no-op check service of `nginx-noop-check`: every check answered 200 at once, as a forward-auth 200 looks. */
+async function startNoopCheck(socket: string): Promise<Server> {
+  const server = createServer((_request, response) => {
+    response.writeHead(200, { 'cache-control': 'no-store', authorization: NOOP_AUTHORIZATION, cookie: '', 'content-length': '0' });
+    response.end();
+  });
+  server.keepAliveTimeout = 65_000;
+  await new Promise<void>((resolve) => server.listen(socket, resolve));
+  chmodSync(socket, 0o660);
+  return server;
+}
+
 /** What runs: its port, how to stop it, and whether this process's own CPU and memory are part of it. */
 interface Running {
   port: number;
@@ -202,29 +227,47 @@ async function listening(app: FastifyInstance): Promise<number> {
   return typeof address === 'object' && address ? address.port : 0;
 }
 
+/** nginx in front of a check service this process runs: nginx's port; this process's CPU and GC count with it. */
+function behindNginx(nginx: Nginx, stopOwn: () => Promise<void>): Running {
+  return {
+    port: nginx.port,
+    countSelf: true,
+    ownGc: true,
+    async close() {
+      await nginx.stop();
+      await stopOwn();
+    },
+  };
+}
+
 async function start(spec: SubjectSpec): Promise<Running> {
   if (spec.mode === 'apache') {
     const apache = await startApache({ issuer: spec.issuer, upstream: spec.upstream, targetPath: TARGET_PATH, ...(spec.children ? { children: spec.children } : {}) });
     return { port: apache.port, close: apache.stop, countSelf: false, ownGc: true };
   }
   if (spec.mode === 'nginx-forward-auth') {
+    // The socket as docs/forward-auth.md sets it up: in a directory of nginx's workers' group, mode 0660.
+    const socket = spec.transport === 'unix' ? join(nginxSocketDir('th-bench-socket-'), 'forward-auth.sock') : undefined;
     const th = await startTokenHandler(
       { mode: 'token-handler', upstream: spec.upstream, issuer: spec.issuer, store: 'sqlite', postgresUrl: '', redisUrl: '', logLevel: spec.logLevel },
-      ['--forward_auth_listen_addr=127.0.0.1:0'],
+      [`--forward_auth_listen_addr=${socket === undefined ? '127.0.0.1:0' : `unix:${socket}`}`],
     );
     const port = await listening(th.app);
-    const check = forwardAuthAddress(th.app)!.port;
-    const nginx = await startNginx(nginxForwardAuthConfig({ upstream: spec.upstream, tokenHandler: `http://127.0.0.1:${port}`, check: `http://127.0.0.1:${check}`, targetPath: TARGET_PATH }));
-    return {
-      port: nginx.port,
-      countSelf: true,
-      ownGc: true,
-      async close() {
-        await nginx.stop();
-        await th.app.close();
-        await th.cleanup();
-      },
-    };
+    const check = socket === undefined ? `127.0.0.1:${forwardAuthAddress(th.app)!.port}` : `unix:${socket}`;
+    const nginx = await startNginx(nginxForwardAuthConfig({ upstream: spec.upstream, tokenHandler: `http://127.0.0.1:${port}`, check, targetPath: TARGET_PATH }));
+    return behindNginx(nginx, async () => {
+      await th.app.close();
+      await th.cleanup();
+    });
+  }
+  if (spec.mode === 'nginx-noop-check') {
+    const socket = join(nginxSocketDir('th-bench-noop-'), 'check.sock');
+    const check = await startNoopCheck(socket);
+    const nginx = await startNginx(nginxForwardAuthConfig({ upstream: spec.upstream, tokenHandler: spec.upstream, check: `unix:${socket}`, targetPath: TARGET_PATH }));
+    return behindNginx(nginx, async () => {
+      check.closeAllConnections();
+      await new Promise<void>((resolve) => check.close(() => resolve()));
+    });
   }
   if (spec.mode === 'token-handler' && (spec.workers ?? '1') !== '1') return startWorkerGroup(spec);
   const { app, cleanup } = spec.mode === 'bare' ? await startBare(spec.upstream) : await startTokenHandler(spec);

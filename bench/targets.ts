@@ -14,11 +14,17 @@ export type CaseName =
   | `before/${StoreKind}`
   | 'apache+mod_auth_openidc'
   | 'apache+mod_auth_openidc all-cores'
-  | 'nginx+forward-auth';
+  | 'nginx+forward-auth'
+  | 'nginx+forward-auth unix-socket'
+  | 'nginx+no-op check';
 
 /** The case of token-handler on `store` with `--workers <workers>` (`1`: the plain name, as before workers existed). */
 export const tokenHandlerCase = (store: StoreKind, workers: string): CaseName => (workers === '1' ? `token-handler/${store}` : `token-handler/${store} workers=${workers}`);
 export const APACHE_ALL_CORES = 'apache+mod_auth_openidc all-cores' satisfies CaseName;
+/** nginx + forward-auth with the check on a Unix socket instead of a port of 127.0.0.1. */
+export const NGINX_UNIX = 'nginx+forward-auth unix-socket' satisfies CaseName;
+/** nginx asking a check service that does nothing (bench/subject.ts `nginx-noop-check`): forward-auth's floor. */
+export const NGINX_NOOP = 'nginx+no-op check' satisfies CaseName;
 /** Cases that run on every CPU (unpinned): worker groups and Apache with one child per core. */
 export const isAllCores = (name: CaseName): boolean => name === APACHE_ALL_CORES || / workers=/.test(name);
 
@@ -58,7 +64,8 @@ export interface TargetCheck {
 
 /**
  * The issue's targets from one run, for each store: token-handler's worker group (`auto`, or the first other
- * than 1) against Apache on all cores in req/s and in CPU per request; nginx + forward-auth against
+ * than 1) against Apache on all cores in req/s and in CPU per request; nginx + forward-auth (on a port, and on
+ * a Unix socket when measured) against
  * token-handler's own proxy with one worker; one worker against the bare proxy; the p99 that one worker adds
  * at the fixed rate. Cases that were not measured give `value: null`.
  */
@@ -83,7 +90,10 @@ export function targetChecks(rows: ProxyCaseResult[], stores: StoreKind[], worke
       add(store, `workers=${group} req/s ÷ Apache all-cores req/s`, th, apache, true, perRound(byName.get(th), byName.get(apache), (x) => x.rps), { op: '>=', value: 1.5, unit: 'x' });
       add(store, `workers=${group} CPU/req ÷ Apache all-cores CPU/req`, th, apache, true, perRound(byName.get(th), byName.get(apache), (x) => x.cpuUsPerRequest), { op: '<=', value: 0.8, unit: 'x' });
     }
-    add(store, 'nginx+forward-auth req/s ÷ 1 worker req/s', 'nginx+forward-auth', one, false, perRound(byName.get('nginx+forward-auth'), byName.get(one), (x) => x.rps), { op: '>=', value: 1.5, unit: 'x' });
+    for (const nginx of ['nginx+forward-auth', NGINX_UNIX] as const) {
+      if (nginx === NGINX_UNIX && !byName.has(NGINX_UNIX)) continue;
+      add(store, `${nginx} req/s ÷ 1 worker req/s`, nginx, one, false, perRound(byName.get(nginx), byName.get(one), (x) => x.rps), { op: '>=', value: 1.5, unit: 'x' });
+    }
     add(store, '1 worker req/s ÷ bare req/s', one, 'bare', false, perRound(byName.get(one), byName.get('bare'), (x) => x.rps), { op: '>=', value: 0.9, unit: 'x' });
     const addedP99 = byName.get(one)?.atRate?.addedP99Ms ?? null;
     const rate = byName.get(one)?.atRate?.rate ?? 1000;

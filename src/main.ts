@@ -11,6 +11,8 @@ import { loadConfig } from './config/load.ts';
 import { helpOrVersion } from './config/cli.ts';
 import { startTracing } from './ops/tracing.ts';
 import { startConfigReloader } from './ops/reload.ts';
+import { clearStaleSocket } from './ops/unixSocket.ts';
+import { isSocketAddress } from './config/parsers.ts';
 
 const SHUTDOWN_GRACE_MS = 25_000;
 
@@ -37,6 +39,17 @@ async function main(): Promise<void> {
   if (cluster.isPrimary && (config.workers ?? 1) > 1) {
     const log = createLogger(config, process.stdout.isTTY === true);
     for (const warning of warnings) log.warn(`CONFIGURATION WARNING: ${warning}`);
+    // The workers share one forward-auth socket, which the primary creates when the first of them listens:
+    // one left by an earlier group that was killed is removed here, once, before any of them starts.
+    const forwardAuth = config.forwardAuthListen;
+    if (forwardAuth !== undefined && isSocketAddress(forwardAuth)) {
+      try {
+        await clearStaleSocket(forwardAuth.path);
+      } catch (err) {
+        log.fatal({ err }, `--forward_auth_listen_addr: ${(err as Error).message}`);
+        process.exit(1);
+      }
+    }
     runPrimary({ workers: config.workers ?? 1, log, shutdownGraceMs: SHUTDOWN_GRACE_MS });
     return;
   }

@@ -8,6 +8,7 @@ import { dirname, resolve as resolvePath } from 'node:path';
 import { buildClients } from './clients.ts';
 import { parseArgv } from './cli.ts';
 import { ConfigError } from './errors.ts';
+import { isSocketAddress } from './parsers.ts';
 import { ENV_FILE_NAME, readDataFile, readEnvFile, splitConfigFile } from './files.ts';
 import type { ConfigFileContent } from './files.ts';
 import { goProxyToTarget } from './goProxyFile.ts';
@@ -161,6 +162,7 @@ function assemble(values: OptionValues, sources: Record<OptionKey, OptionSource>
     ...(values.metricsListenAddr !== undefined && { metricsListen: values.metricsListenAddr }),
     ...(values.forwardAuthListenAddr !== undefined && { forwardAuthListen: values.forwardAuthListenAddr }),
     ...(values.forwardAuthAllow !== undefined && { forwardAuthAllow: values.forwardAuthAllow }),
+    ...(values.forwardAuthListenAddr !== undefined && isSocketAddress(values.forwardAuthListenAddr) && { forwardAuthSocketMode: values.forwardAuthSocketMode }),
     basePath: values.basePath,
     ...(values.publicUrl !== undefined && { publicUrl: values.publicUrl }),
     trustProxy: values.trustProxy,
@@ -281,7 +283,12 @@ function crossChecks(values: OptionValues, sources: Record<OptionKey, OptionSour
   if (values.forwardAuthAllow !== undefined && forwardAuth === undefined) {
     problems.push(`${at('forwardAuthAllow')}: only applies to the forward-auth listener; set --forward_auth_listen_addr (FORWARD_AUTH_LISTEN_ADDR) too`);
   }
-  if (forwardAuth !== undefined && forwardAuth.port !== 0) {
+  if (forwardAuth !== undefined && isSocketAddress(forwardAuth)) {
+    // A Unix socket has no peer address to check: its file mode is what keeps browsers (and other users) out.
+    if (values.forwardAuthAllow !== undefined) {
+      problems.push(`${at('forwardAuthAllow')}: a Unix socket (--forward_auth_listen_addr ${forwardAuth.path}) has no peer address to check; its file mode (--forward_auth_socket_mode) decides who may connect`);
+    }
+  } else if (forwardAuth !== undefined && forwardAuth.port !== 0) {
     const wildcard = (host: string) => host === '0.0.0.0' || host === '::';
     const clash = (other: { host: string; port: number } | undefined) =>
       other !== undefined && other.port === forwardAuth.port && (other.host === forwardAuth.host || wildcard(other.host) || wildcard(forwardAuth.host));

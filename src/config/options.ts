@@ -15,6 +15,8 @@ import {
   parseCookieDomain,
   parseCookieName,
   parseHttpUrl,
+  parseFileMode,
+  parseInternalListenAddr,
   parseListenAddr,
   parseLogLevel,
   parseOptionalString,
@@ -154,9 +156,15 @@ export const optionTable = {
     parse: optionalOf(parseListenAddr),
   }),
   forwardAuthListenAddr: optional({
-    flag: 'forward_auth_listen_addr', env: 'FORWARD_AUTH_LISTEN_ADDR', group: 'Server', valueName: '<host:port>',
-    description: 'Internal listener for forward-auth checks from nginx auth_request, Traefik ForwardAuth or Envoy ext_authz (docs/forward-auth.md); it answers with access tokens, so never expose it. Unset: no forward-auth.',
-    parse: optionalOf(parseListenAddr),
+    flag: 'forward_auth_listen_addr', env: 'FORWARD_AUTH_LISTEN_ADDR', group: 'Server', valueName: '<host:port|unix:path>',
+    description:
+      'Internal listener for forward-auth checks from nginx auth_request, Traefik ForwardAuth or Envoy ext_authz (docs/forward-auth.md); it answers with access tokens, so never expose it. `unix:/absolute/path`: a Unix domain socket instead of a port (a gateway on the same host; unreachable from the network, guarded by its file mode). Unset: no forward-auth.',
+    parse: optionalOf(parseInternalListenAddr),
+  }),
+  forwardAuthSocketMode: withDefault({
+    flag: 'forward_auth_socket_mode', env: 'FORWARD_AUTH_SOCKET_MODE', group: 'Server', valueName: '<octal>', default: '0660',
+    description: 'File mode of the forward-auth Unix socket (--forward_auth_listen_addr unix:...): connecting needs write permission, so 0660 lets the owner and the group (e.g. the gateway\'s user) in.',
+    parse: parseFileMode,
   }),
   forwardAuthAllow: optional({
     flag: 'forward_auth_allow', env: 'FORWARD_AUTH_ALLOW', group: 'Server', valueName: '<list>', list: true,

@@ -4,7 +4,7 @@
  * Messages never repeat the value: the caller decides whether it may be shown (secrets may not).
  */
 import { isIP, isIPv6 } from 'node:net';
-import type { LogLevel } from './types.ts';
+import type { InternalListenAddress, LogLevel, SocketAddress } from './types.ts';
 
 export class InvalidValue extends Error {
   constructor(message: string) {
@@ -136,6 +136,35 @@ export function parseListenAddr(raw: string): { host: string; port: number } {
   const port = Number(portText);
   if (port > 65535) return fail('port must be between 0 and 65535');
   return { host, port };
+}
+
+export function isSocketAddress(address: InternalListenAddress): address is SocketAddress {
+  return 'path' in address;
+}
+
+/** Linux's limit for a socket path (sun_path is 108 bytes, with its terminating NUL). */
+const MAX_SOCKET_PATH_BYTES = 107;
+
+/**
+ * An internal listener's address: `unix:/absolute/path` (or `unix:///absolute/path`, oauth2-proxy's spelling)
+ * for a Unix domain socket, else `parseListenAddr`'s `host:port`.
+ */
+export function parseInternalListenAddr(raw: string): InternalListenAddress {
+  const value = raw.trim();
+  if (!value.startsWith('unix:')) return parseListenAddr(value);
+  const path = value.startsWith('unix://') ? value.slice('unix://'.length) : value.slice('unix:'.length);
+  if (!path.startsWith('/')) return fail('a Unix socket must be an absolute path: unix:/run/token-handler/forward-auth.sock');
+  if (path.endsWith('/')) return fail('a Unix socket path must name a file, not a directory');
+  if (path.includes('\0')) return fail('a Unix socket path must not contain NUL');
+  if (Buffer.byteLength(path) > MAX_SOCKET_PATH_BYTES) return fail(`a Unix socket path may be at most ${MAX_SOCKET_PATH_BYTES} bytes long`);
+  return { path };
+}
+
+/** A file mode in octal (`0660`, `660`): permission bits only. */
+export function parseFileMode(raw: string): number {
+  const value = raw.trim();
+  if (!/^0?[0-7]{3}$/.test(value)) return fail('must be an octal file mode such as 0660');
+  return Number.parseInt(value, 8);
 }
 
 function parseUrl(raw: string, what: string): URL {

@@ -135,6 +135,14 @@ export interface TargetConfig {
   websocket: boolean;
 }
 
+/** A Unix domain socket to listen on: an absolute path. */
+export interface SocketAddress {
+  path: string;
+}
+
+/** Where an internal listener listens: a TCP address, or a Unix domain socket. */
+export type InternalListenAddress = { host: string; port: number } | SocketAddress;
+
 export interface Config {
   isProduction: boolean;
   logLevel: LogLevel;
@@ -143,8 +151,13 @@ export interface Config {
   workers?: number;
   /** Separate listen address for /metrics; absent: served on the main listener. */
   metricsListen?: { host: string; port: number };
-  /** Internal listener for forward-auth checks (src/proxy/forwardAuth.ts); absent: no forward-auth. */
-  forwardAuthListen?: { host: string; port: number };
+  /**
+   * Internal listener for forward-auth checks (src/proxy/forwardAuth.ts), a TCP address or a Unix domain
+   * socket (`{ path }`); absent: no forward-auth.
+   */
+  forwardAuthListen?: InternalListenAddress;
+  /** File mode of the forward-auth Unix socket; absent: 0o660. */
+  forwardAuthSocketMode?: number;
   /** Peers (IPs, CIDRs, proxy-addr names) allowed on the forward-auth listener; absent: any. */
   forwardAuthAllow?: string[];
   /** Base path of our API, `/token-handler/v1`. */

@@ -6,12 +6,22 @@
  * What it serves and who may call it is the caller's: `setup` registers that on the new instance.
  */
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import cluster from 'node:cluster';
 import type { AddressInfo } from 'node:net';
+import { isSocketAddress } from '../config/parsers.ts';
+import type { InternalListenAddress } from '../config/types.ts';
+import { applySocketMode, clearStaleSocket, worldConnectable } from './unixSocket.ts';
+
+/** The mode of an internal listener's Unix socket unless told otherwise: its owner and group may connect. */
+export const DEFAULT_SOCKET_MODE = 0o660;
 
 export interface InternalListenerOptions {
   /** Tags the listener's log lines (`listener: <name>`) and names it for `internalListenerOf`. */
   name: string;
-  listen: { host: string; port: number };
+  /** A TCP address, or a Unix domain socket (`{ path }`). */
+  listen: InternalListenAddress;
+  /** The Unix socket's file mode; DEFAULT_SOCKET_MODE when absent. Not used for a TCP address. */
+  socketMode?: number;
   /** Router options of the listener's Fastify (e.g. a longer `maxParamLength`). */
   routerOptions?: FastifyServerOptions['routerOptions'];
   /** Registers what the listener serves (routes, hooks, error and not-found handlers). */
@@ -25,7 +35,7 @@ export function internalListenerOf(app: FastifyInstance, name: string): FastifyI
   return listeners.get(app)?.get(name);
 }
 
-/** Where the internal listener `name` of an app listens, once started. */
+/** Where the internal listener `name` of an app listens, once started (undefined for a Unix socket). */
 export function internalListenerAddress(app: FastifyInstance, name: string): AddressInfo | undefined {
   const address = internalListenerOf(app, name)?.server.address();
   return address && typeof address === 'object' ? address : undefined;
@@ -42,7 +52,20 @@ export function serveInternalListener(app: FastifyInstance, logger: FastifyBaseL
       ...(opts.routerOptions === undefined ? {} : { routerOptions: opts.routerOptions }),
     }) as unknown as FastifyInstance;
     await opts.setup(server);
-    await server.listen({ host: listen.host, port: listen.port });
+    if (isSocketAddress(listen)) {
+      // A socket left by a process that did not close it is removed first, a live one is an error. In a
+      // worker group the primary has done that before forking (src/main.ts) and holds the socket the
+      // workers share: a worker finding it live is expected.
+      if (!cluster.isWorker) await clearStaleSocket(listen.path);
+      await server.listen({ path: listen.path });
+      const mode = opts.socketMode ?? DEFAULT_SOCKET_MODE;
+      await applySocketMode(listen.path, mode);
+      if (worldConnectable(mode)) {
+        server.log.warn({ path: listen.path, mode: mode.toString(8) }, 'every local user may connect to this socket (its mode grants write to others)');
+      }
+    } else {
+      await server.listen({ host: listen.host, port: listen.port });
+    }
     let byName = listeners.get(app);
     if (!byName) listeners.set(app, (byName = new Map()));
     byName.set(name, server);

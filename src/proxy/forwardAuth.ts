@@ -17,7 +17,8 @@
  * (plan.resolveCredential: refresh first when due, single-flight). Every answer is `Cache-Control: no-store`.
  *
  * The 200 answer holds an access token, so it is never served to a browser: only on its own listener
- * (--forward_auth_listen_addr), which the gateway reaches and the browser does not, and with
+ * (--forward_auth_listen_addr: a port, or a Unix socket that only local users its mode admits can reach),
+ * which the gateway reaches and the browser does not, and with
  * --forward_auth_allow only to the gateways' addresses; the main listener has no such route. Not done here (the proxy does them, the gateway must): resealing a session cookie after
  * a key rotation and clearing an ended session's cookie (the check answer cannot set cookies), CORS
  * preflight answers (passed on to the upstream, without a token) and body size limits.
@@ -232,6 +233,7 @@ export function serveForwardAuth(app: FastifyInstance, ctx: AppContext, table: T
   serveInternalListener(app, logger, {
     name: 'forward-auth',
     listen,
+    ...(ctx.config.forwardAuthSocketMode !== undefined && { socketMode: ctx.config.forwardAuthSocketMode }),
     routerOptions: { ignoreTrailingSlash: false, maxParamLength: 512 },
     setup: async (server) => {
       server.setErrorHandler((err, request, reply) => {

@@ -1,10 +1,12 @@
 /** The primary of --workers: its crash-loop backoff, and a group that cannot start. */
+import { existsSync, lstatSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { backoffMs } from '../../src/cluster/primary.ts';
 import { tempDir } from '../support/config.ts';
 import { NODE, cleanEnv, run, start } from '../support/process.ts';
 import { within } from '../fleet/support.ts';
+import { rawRequest } from '../proxy/support.ts';
 
 const alive = (pid: number): boolean => {
   try {
@@ -46,6 +48,46 @@ describe('the primary of a worker group', () => {
       await group.stop();
     }
   }, 60_000);
+
+  it('shares one forward-auth Unix socket between its workers, and removes the one a killed group left behind', async () => {
+    const dir = tempDir('th-workers-socket-');
+    const socket = join(dir, 'forward-auth.sock');
+    const args = ['src/main.ts', '--workers=2', '--listen_addr=127.0.0.1:0', `--forward_auth_listen_addr=unix:${socket}`, '--forward_auth_socket_mode=0600', `--db_path=${join(dir, 'th.db')}`];
+    // Every check on a fresh connection, answered whichever worker takes it (403: no target is mounted there).
+    const checks = async () => {
+      for (let i = 0; i < 4; i++) {
+        const res = await rawRequest(`unix:${socket}`, '/', { headers: { 'x-original-method': 'GET', 'x-original-uri': '/nowhere' } });
+        expect(res.status, res.body).toBe(403);
+      }
+    };
+    const first = start(NODE, args, { env: cleanEnv({ HOME: dir }) });
+    try {
+      const [, pids] = await first.waitFor(/"pids":\[(\d+,\d+)\][^\n]*all 2 workers listening/);
+      expect(statSync(socket).mode & 0o777).toBe(0o600);
+      await checks();
+      // A second group on the same socket while the first listens: refused before it forks, the socket left alone.
+      const second = await run(NODE, args, { env: cleanEnv({ HOME: dir }) });
+      expect(second.code).toBe(1);
+      expect(second.stdout).toMatch(/forward-auth\.sock is in use: another process listens on it/);
+      await checks();
+      // Killed outright, the group cannot remove its socket; the next start does.
+      first.child.kill('SIGKILL');
+      const workers = pids!.split(',').map(Number);
+      await within(20_000, async () => !workers.some(alive), 'a worker outlived its primary');
+      expect(lstatSync(socket).isSocket()).toBe(true);
+    } finally {
+      await first.stop();
+    }
+    const third = start(NODE, args, { env: cleanEnv({ HOME: dir }) });
+    try {
+      await third.waitFor(/all 2 workers listening/);
+      await checks();
+    } finally {
+      await third.stop();
+    }
+    // Stopped cleanly, the group leaves no socket behind.
+    expect(existsSync(socket)).toBe(false);
+  }, 90_000);
 
   it('leaves no worker behind when the primary itself is killed', async () => {
     const dir = tempDir('th-workers-orphans-');

@@ -220,6 +220,17 @@ describe('errors', () => {
     expect(problemsOf(['--forward_auth_listen_addr', ':4181', '--forward_auth_allow', 'nginx.internal'])[0]).toMatch(/item "nginx.internal" must be an IP address/);
   });
 
+  it('takes a Unix socket for the forward-auth listener: an absolute path, mode 0660 unless told, no peer allow-list', () => {
+    expect(load(['--forward_auth_listen_addr', 'unix:/run/th/fa.sock']).config).toMatchObject({ forwardAuthListen: { path: '/run/th/fa.sock' }, forwardAuthSocketMode: 0o660 });
+    expect(load(['--forward_auth_listen_addr', 'unix:///run/th/fa.sock', '--forward_auth_socket_mode', '600']).config).toMatchObject({ forwardAuthListen: { path: '/run/th/fa.sock' }, forwardAuthSocketMode: 0o600 });
+    expect(load(['--forward_auth_listen_addr', '127.0.0.1:4181']).config.forwardAuthSocketMode).toBeUndefined();
+    expect(problemsOf(['--forward_auth_listen_addr', 'unix:run/fa.sock'])[0]).toMatch(/forward_auth_listen_addr.*absolute path/);
+    expect(problemsOf(['--forward_auth_listen_addr', 'unix:/run/th/'])[0]).toMatch(/must name a file/);
+    expect(problemsOf(['--forward_auth_listen_addr', `unix:/${'a'.repeat(120)}`])[0]).toMatch(/at most 107 bytes/);
+    expect(problemsOf(['--forward_auth_listen_addr', 'unix:/run/th/fa.sock', '--forward_auth_socket_mode', 'rw-rw----'])[0]).toMatch(/forward_auth_socket_mode.*octal file mode/);
+    expect(problemsOf(['--forward_auth_listen_addr', 'unix:/run/th/fa.sock', '--forward_auth_allow', '127.0.0.1'])[0]).toMatch(/forward_auth_allow.*Unix socket.*no peer address/);
+  });
+
   it('formats a ConfigError for main.ts', () => {
     const text = formatConfigError(new ConfigError(['a', 'b']));
     expect(text).toBe('token-handler: invalid configuration (2 problems):\n  - a\n  - b\n\nRun `token-handler --help` for the options, or see docs/configuration.md.');

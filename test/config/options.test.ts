@@ -67,6 +67,7 @@ const SAMPLES: Record<OptionKey, Sample> = {
   workers: { value: '3', get: (c) => c.workers, want: 3 },
   metricsListenAddr: { value: ':9100', get: (c) => c.metricsListen, want: { host: '0.0.0.0', port: 9100 } },
   forwardAuthListenAddr: { value: '127.0.0.1:4181', get: (c) => c.forwardAuthListen, want: { host: '127.0.0.1', port: 4181 } },
+  forwardAuthSocketMode: { value: '0600', extras: ['--forward_auth_listen_addr', 'unix:/run/th/fa.sock'], get: (c) => c.forwardAuthSocketMode, want: 0o600 },
   forwardAuthAllow: { value: '10.0.0.0/8, 127.0.0.1,loopback', extras: ['--forward_auth_listen_addr', '127.0.0.1:4181'], get: (c) => c.forwardAuthAllow, want: ['10.0.0.0/8', '127.0.0.1', 'loopback'] },
   basePath: { value: '/bff/v2', get: (c) => c.basePath, want: '/bff/v2' },
   publicUrl: { value: 'https://app.example.com', get: (c) => c.publicUrl, want: 'https://app.example.com' },

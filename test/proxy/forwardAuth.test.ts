@@ -4,14 +4,17 @@
  * validates the token it receives against the IdP's JWKS) and a real login through nginx. Then the listener
  * itself, as Traefik (X-Forwarded-Method/-Uri) and Envoy (the check request is the original request) call it.
  */
+import { spawn } from 'node:child_process';
+import { existsSync, lstatSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDevIdp, type DevIdp } from '../../src/demo/idp.ts';
 import { startDemoUpstream, type DemoUpstream, type EchoResponse } from '../../src/demo/upstream.ts';
 import { forwardAuthAddress } from '../../src/proxy/forwardAuth.ts';
-import { testClient, testConfig, testTarget } from '../support/config.ts';
+import { tempDir, testClient, testConfig, testTarget } from '../support/config.ts';
 import { createBrowser, type Browser } from '../support/http.ts';
 import { loginAtDevIdp } from '../support/login.ts';
-import { probeNginx, startNginx, type Nginx } from '../support/nginx.ts';
+import { nginxSocketDir, probeNginx, startNginx, type Nginx } from '../support/nginx.ts';
 import { expireAccessToken } from '../support/sessions.ts';
 import { buildApp } from '../../src/app.ts';
 import { memoryLogger } from '../ops/support.ts';
@@ -27,8 +30,11 @@ function cookieNames(header: string | string[] | undefined): string[] {
   return String(header ?? '').split(/;\s*/).filter(Boolean).map((pair) => pair.split('=')[0]!);
 }
 
-/** The nginx server block of docs/forward-auth.md, with the ports of this test. */
-function nginxServer(thPort: number, checkPort: number, upstreamPort: number): string {
+/**
+ * The nginx server block of docs/forward-auth.md, with the ports of this test; `check`: where the
+ * forward-auth listener is, `127.0.0.1:<port>` or `unix:<path>`.
+ */
+function nginxServer(thPort: number, check: string, upstreamPort: number): string {
   return `
     # Login, callback, logout, session: the token handler's public listener.
     location /token-handler/v1/ {
@@ -47,7 +53,7 @@ function nginxServer(thPort: number, checkPort: number, upstreamPort: number): s
     }
     location = /_token_handler_check {
       internal;
-      proxy_pass http://127.0.0.1:${checkPort};
+      proxy_pass http://${check};
       proxy_pass_request_body off;
       proxy_set_header Content-Length "";
       proxy_set_header X-Original-Method $request_method;
@@ -92,7 +98,7 @@ describe.skipIf(nginxMissing !== undefined)('forward-auth behind a real nginx (a
     th = { th: built, base: `http://127.0.0.1:${(built.app.server.address() as { port: number }).port}`, close: () => built.app.close() };
     const checkPort = forwardAuthAddress(th.th.app)!.port;
     check = `http://127.0.0.1:${checkPort}`;
-    nginx = await startNginx({ server: nginxServer(Number(new URL(th.base).port), checkPort, upstream.port) });
+    nginx = await startNginx({ server: nginxServer(Number(new URL(th.base).port), `127.0.0.1:${checkPort}`, upstream.port) });
     browser = createBrowser();
     const flow = await loginAtDevIdp(browser, `${nginx.base}/token-handler/v1/clients/default/auth`, { username: 'demo', password: 'demo' });
     expect(flow.response.status).toBe(302);
@@ -319,6 +325,90 @@ describe.skipIf(nginxMissing !== undefined)('forward-auth behind a real nginx (a
       for (const token of tokensSeen) expect(text).not.toContain(token);
       expect(text).not.toContain(session);
     });
+  });
+});
+
+describe.skipIf(nginxMissing !== undefined)('forward-auth on a Unix socket (--forward_auth_listen_addr unix:...), behind a real nginx', () => {
+  it('nginx reaches the check through the socket; the socket has the configured mode and is gone after close', async () => {
+    const idp = await startDevIdp();
+    const upstream = await startDemoUpstream({ jwksUrl: idp.jwksUrl, issuer: idp.issuer, audience: idp.apiResource });
+    // As docs/forward-auth.md sets it up: a directory whose group is nginx's workers' (setgid, so the socket
+    // gets that group), and the socket 0660 (the default).
+    const socket = join(nginxSocketDir('th-fa-socket-'), 'forward-auth.sock');
+    const built = await buildApp(
+      testConfig({
+        clients: [testClient({ issuer: idp.issuer })],
+        targets: [testTarget({ id: 'api', url: `${upstream.url}/echo`, mountPath: '/api' })],
+        forwardAuthListen: { path: socket },
+      }),
+      { sweeper: false },
+    );
+    let nginx: Nginx | undefined;
+    try {
+      await built.app.listen({ host: '127.0.0.1', port: 0 });
+      const stats = statSync(socket);
+      expect(stats.isSocket()).toBe(true);
+      expect(stats.mode & 0o777).toBe(0o660);
+      expect(forwardAuthAddress(built.app)).toBeUndefined();
+      const thPort = (built.app.server.address() as { port: number }).port;
+      nginx = await startNginx({ server: nginxServer(thPort, `unix:${socket}`, upstream.port) });
+      const browser = createBrowser();
+      // Without a session: the check (through the socket) says 401, and nginx answers 401.
+      expect((await browser.get(`${nginx.base}/api/hello`)).status, nginx.errorLog()).toBe(401);
+      const flow = await loginAtDevIdp(browser, `${nginx.base}/token-handler/v1/clients/default/auth`, { username: 'demo', password: 'demo' });
+      expect(flow.response.status).toBe(302);
+      await flow.response.body?.cancel();
+      const res = await browser.get(`${nginx.base}/api/hello`);
+      expect(res.status, `${await res.clone().text()}\n${nginx.errorLog()}`).toBe(200);
+      const body = (await res.json()) as EchoResponse;
+      expect(body.token).toMatchObject({ present: true, valid: true, claims: { sub: 'demo' } });
+      expect(cookieNames(body.headers.cookie)).not.toContain('session');
+      // The socket answers what the port would, to a local client that may connect.
+      const direct = await rawRequest(`unix:${socket}`, '/', { headers: { 'x-original-method': 'GET', 'x-original-uri': '/api/x', cookie: `session=${browser.cookie('session', nginx.base)?.value ?? ''}` } });
+      expect(direct.status, direct.body).toBe(200);
+      expect(direct.headers.authorization).toMatch(/^Bearer eyJ/);
+    } finally {
+      await nginx?.stop();
+      await built.app.close();
+      await upstream.close();
+      await idp.close();
+    }
+    expect(existsSync(socket)).toBe(false);
+  });
+
+  it('removes a socket a killed process left behind, refuses one that is live or a file that is not a socket, and deletes neither', async () => {
+    const dir = tempDir('th-fa-stale-');
+    const start = async (path: string) => {
+      const built = await buildApp(testConfig({ forwardAuthListen: { path } }), { sweeper: false });
+      try {
+        await built.app.listen({ host: '127.0.0.1', port: 0 });
+      } catch (err) {
+        await built.app.close().catch(() => undefined);
+        throw err;
+      }
+      return built;
+    };
+
+    // A process that listened on the socket and was killed (SIGKILL) without closing it.
+    const stale = join(dir, 'stale.sock');
+    const holder = spawn(process.execPath, ['-e', `require('node:net').createServer().listen(${JSON.stringify(stale)}, () => console.log('listening'))`], { stdio: ['ignore', 'pipe', 'inherit'] });
+    await new Promise<void>((resolve) => holder.stdout!.once('data', () => resolve()));
+    holder.kill('SIGKILL');
+    await new Promise<void>((resolve) => holder.once('exit', () => resolve()));
+    expect(lstatSync(stale).isSocket()).toBe(true);
+    const restarted = await start(stale);
+    expect((await rawRequest(`unix:${stale}`, '/', { headers: { 'x-original-method': 'GET', 'x-original-uri': '/nowhere' } })).status).toBe(403);
+
+    // The same socket while that instance listens: refused, and the live socket stays.
+    await expect(start(stale)).rejects.toThrow(/is in use: another process listens on it/);
+    expect((await rawRequest(`unix:${stale}`, '/', { headers: { 'x-original-method': 'GET', 'x-original-uri': '/nowhere' } })).status).toBe(403);
+    await restarted.app.close();
+
+    // A regular file at the path is never removed.
+    const file = join(dir, 'not-a-socket');
+    writeFileSync(file, 'keep me');
+    await expect(start(file)).rejects.toThrow(/exists and is not a Unix socket; not removing it/);
+    expect(readFileSync(file, 'utf8')).toBe('keep me');
   });
 });
 

@@ -54,9 +54,10 @@ export interface RawResponse {
  * before sending, which is the very thing these tests must not let a client do for them.
  */
 export function rawRequest(base: string, path: string, options: { method?: string; headers?: Record<string, string>; body?: Buffer | string } = {}): Promise<RawResponse> {
-  const url = new URL(base);
+  // `unix:/path`: over a Unix domain socket; else an http:// origin.
+  const where = base.startsWith('unix:') ? { socketPath: base.slice('unix:'.length) } : { host: new URL(base).hostname, port: new URL(base).port };
   return new Promise((resolve, reject) => {
-    const req = httpRequest({ host: url.hostname, port: url.port, method: options.method ?? 'GET', path, headers: options.headers, agent: false }, (res) => {
+    const req = httpRequest({ ...where, method: options.method ?? 'GET', path, headers: options.headers, agent: false }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));

@@ -6,7 +6,7 @@
  * own port, so Host/X-Forwarded-Host lines can name it.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { tempDir } from './config.ts';
@@ -16,6 +16,25 @@ import { onFreePort } from './ports.ts';
 export { freePort } from './ports.ts';
 
 export const NGINX_BIN = process.env.TH_TEST_NGINX ?? '/usr/sbin/nginx';
+
+/** The group of nginx's workers when its master runs as root: Debian's default `user nobody;` is nobody:nogroup. */
+const NGINX_WORKER_GID = 65534;
+
+/**
+ * A directory for a Unix socket that nginx's workers can connect to, set up as docs/forward-auth.md tells
+ * operators to: group-owned by the workers' group and setgid (a socket created inside gets that group, and
+ * with mode 0660 the workers may connect), its parent searchable. Run as root, nginx's workers are
+ * nobody:nogroup; otherwise they run as this user, who owns the socket anyway.
+ */
+export function nginxSocketDir(prefix = 'th-socket-'): string {
+  const parent = tempDir(prefix);
+  chmodSync(parent, 0o711); // (mkdtemp makes it 0700)
+  const dir = join(parent, 'run');
+  mkdirSync(dir);
+  if (process.getuid?.() === 0) chownSync(dir, 0, NGINX_WORKER_GID);
+  chmodSync(dir, 0o2750);
+  return dir;
+}
 
 /** Why nginx cannot be used here, or undefined when it can. */
 export function probeNginx(): string | undefined {
