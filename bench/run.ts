@@ -669,19 +669,17 @@ async function main(): Promise<void> {
             if (workerGroups.length > 0) subjects.set(APACHE_ALL_CORES, await startChild<SubjectReady>('subject.ts', [apache(cpus().length)]));
           }
         }
-        for (const [peer, name, transport] of [['nginx', 'nginx+forward-auth', 'tcp'], ['nginx-unix', NGINX_UNIX, 'unix']] as const) {
-          if (!options.peers.includes(peer)) continue;
-          const unavailable = probeNginx();
-          if (unavailable) log(`[proxy] ${name} skipped: ${unavailable}`);
-          else {
-            const nginxSpec: SubjectSpec = { mode: 'nginx-forward-auth', upstream: fixtures.ready.upstream, issuer: fixtures.ready.issuer, logLevel: options.logLevel, transport };
-            subjects.set(name, await startChild<SubjectReady>('subject.ts', [JSON.stringify(nginxSpec)], profileArgs));
-          }
-        }
-        if (options.peers.includes('nginx-floor')) {
-          const unavailable = probeNginx();
-          if (unavailable) log(`[proxy] ${NGINX_NOOP} skipped: ${unavailable}`);
-          else subjects.set(NGINX_NOOP, await startChild<SubjectReady>('subject.ts', [JSON.stringify({ mode: 'nginx-noop-check', upstream: fixtures.ready.upstream } satisfies SubjectSpec)], profileArgs));
+        const forwardAuth = (transport: 'tcp' | 'unix'): SubjectSpec => ({ mode: 'nginx-forward-auth', upstream: fixtures.ready.upstream, issuer: fixtures.ready.issuer, logLevel: options.logLevel, transport });
+        const nginxCases: [PeerName, CaseName, SubjectSpec][] = [
+          ['nginx', 'nginx+forward-auth', forwardAuth('tcp')],
+          ['nginx-unix', NGINX_UNIX, forwardAuth('unix')],
+          ['nginx-floor', NGINX_NOOP, { mode: 'nginx-noop-check', upstream: fixtures.ready.upstream }],
+        ];
+        const wanted = nginxCases.filter(([peer]) => options.peers.includes(peer));
+        const nginxMissing = wanted.length > 0 ? probeNginx() : undefined;
+        for (const [, name, nginxSpec] of wanted) {
+          if (nginxMissing) log(`[proxy] ${name} skipped: ${nginxMissing}`);
+          else subjects.set(name, await startChild<SubjectReady>('subject.ts', [JSON.stringify(nginxSpec)], profileArgs));
         }
       }
       for (const store of options.stores) {

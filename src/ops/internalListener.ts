@@ -7,10 +7,11 @@
  */
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import cluster from 'node:cluster';
+import { chmod } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { isSocketAddress } from '../config/parsers.ts';
 import type { InternalListenAddress } from '../config/types.ts';
-import { applySocketMode, clearStaleSocket, worldConnectable } from './unixSocket.ts';
+import { clearStaleSocket, worldConnectable } from './unixSocket.ts';
 
 /** The mode of an internal listener's Unix socket unless told otherwise: its owner and group may connect. */
 export const DEFAULT_SOCKET_MODE = 0o660;
@@ -59,7 +60,8 @@ export function serveInternalListener(app: FastifyInstance, logger: FastifyBaseL
       if (!cluster.isWorker) await clearStaleSocket(listen.path);
       await server.listen({ path: listen.path });
       const mode = opts.socketMode ?? DEFAULT_SOCKET_MODE;
-      await applySocketMode(listen.path, mode);
+      // Created with the mode the process's umask allows; given the configured one before anyone is told it listens.
+      await chmod(listen.path, mode);
       if (worldConnectable(mode)) {
         server.log.warn({ path: listen.path, mode: mode.toString(8) }, 'every local user may connect to this socket (its mode grants write to others)');
       }

@@ -4,7 +4,7 @@
  * start must remove before it can listen, but only when nothing listens on it any more: removing a live
  * socket would take it from a running instance.
  */
-import { chmod, lstat, unlink } from 'node:fs/promises';
+import { lstat, unlink } from 'node:fs/promises';
 import { connect } from 'node:net';
 
 /** How long a connection attempt to an existing socket may take before the socket counts as live. */
@@ -45,11 +45,6 @@ export async function clearStaleSocket(path: string): Promise<void> {
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
-}
-
-/** Gives the socket its mode (the process's umask decided the one it was created with). */
-export async function applySocketMode(path: string, mode: number): Promise<void> {
-  await chmod(path, mode);
 }
 
 /** Whether a socket mode lets every local user connect (write permission for others). */
