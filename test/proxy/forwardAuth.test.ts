@@ -6,6 +6,7 @@
  */
 import { spawn } from 'node:child_process';
 import { existsSync, lstatSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDevIdp, type DevIdp } from '../../src/demo/idp.ts';
@@ -374,6 +375,30 @@ describe.skipIf(nginxMissing !== undefined)('forward-auth on a Unix socket (--fo
       await idp.close();
     }
     expect(existsSync(socket)).toBe(false);
+  });
+
+  it('keeps serving on the socket after garbage, a client that aborts mid-request and one that closes at once', async () => {
+    const socket = join(nginxSocketDir('th-fa-abuse-'), 'forward-auth.sock');
+    const built = await buildApp(testConfig({ forwardAuthListen: { path: socket } }), { sweeper: false });
+    try {
+      await built.app.listen({ host: '127.0.0.1', port: 0 });
+      const send = (bytes: string, end: boolean) =>
+        new Promise<string>((resolve) => {
+          const client = connect({ path: socket });
+          let answer = '';
+          client.on('data', (chunk: Buffer) => (answer += chunk.toString()));
+          client.on('close', () => resolve(answer));
+          client.on('error', () => resolve(answer));
+          client.write(bytes, () => (end ? client.end() : client.destroy()));
+        });
+      expect(await send('NOT HTTP AT ALL\r\n\r\n', true)).toMatch(/^HTTP\/1\.1 400/);
+      await send('GET / HTTP/1.1\r\nHost: x\r\nX-Original-Method: GET\r\nX-Orig', false);
+      await send('', false);
+      const check = await rawRequest(`unix:${socket}`, '/', { headers: { 'x-original-method': 'GET', 'x-original-uri': '/nowhere' } });
+      expect(check.status, check.body).toBe(403);
+    } finally {
+      await built.app.close();
+    }
   });
 
   it('removes a socket a killed process left behind, refuses one that is live or a file that is not a socket, and deletes neither', async () => {
