@@ -205,7 +205,12 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   const directory = config.directory
     ? new ServiceDirectory({ sources: config.directory.sources, refreshMs: config.directory.refreshMs, timeoutMs: config.oidc.timeoutMs, log: app.log })
     : undefined;
-  const table = new TargetTable(targetRouteBuilder(ctx));
+  const table = new TargetTable(targetRouteBuilder(ctx), (upstream, reason) => {
+    // Now and then is a race with the upstream's idle timeout; often means the pool keeps connections idle
+    // longer than the upstream does (targets' pool.keepAliveTimeout).
+    metrics.upstreamRetries.inc({ upstream });
+    app.log.info({ upstream, reason }, 'upstream closed a kept-alive connection without answering: request sent again');
+  });
   if (directory) {
     await directory.start();
     directory.onChange(() => {

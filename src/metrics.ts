@@ -72,6 +72,7 @@ export class Metrics {
   readonly logouts: Counter<'client' | 'kind'>;
   readonly refreshes: Counter<'client' | 'outcome'>;
   readonly csrfRejections: Counter<'reason'>;
+  readonly upstreamRetries: Counter<'upstream'>;
   readonly storeDuration: Histogram<'operation'>;
   readonly storeErrors: Counter<'operation'>;
   /** 1 when the last /readyz check of a dependency passed, 0 when it failed (`check`: store, issuer:<client>). */
@@ -123,6 +124,7 @@ export class Metrics {
     this.logins = new Counter({ name: 'token_handler_logins_total', help: 'Login callbacks by client and outcome.', labelNames: ['client', 'outcome'], registers });
     this.logouts = new Counter({ name: 'token_handler_logouts_total', help: 'Logouts by client and kind (rp, backchannel, revoke).', labelNames: ['client', 'kind'], registers });
     this.refreshes = new Counter({ name: 'token_handler_refreshes_total', help: 'Token refreshes by client and outcome.', labelNames: ['client', 'outcome'], registers });
+    this.upstreamRetries = new Counter({ name: 'token_handler_upstream_retries_total', help: 'Requests sent to an upstream again after its kept-alive connection closed without answering, by upstream origin.', labelNames: ['upstream'], registers });
     this.csrfRejections = new Counter({ name: 'token_handler_csrf_rejections_total', help: 'Requests refused by the CSRF defence.', labelNames: ['reason'], registers });
     this.storeDuration = new Histogram({ name: 'token_handler_store_duration_seconds', help: 'Session store operation latency.', labelNames: ['operation'], buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1], registers });
     this.storeErrors = new Counter({ name: 'token_handler_store_errors_total', help: 'Session store operations that failed, by operation.', labelNames: ['operation'], registers });

@@ -24,12 +24,9 @@ import { errors } from 'undici';
 type Handler = Dispatcher.DispatchHandler;
 type Abort = (err?: Error) => void;
 
-/** Wraps each request's handler in a Deadline (undici hands interceptors handlers with both interfaces). */
-export function upstreamDeadline(timeoutMs: number): Dispatcher.DispatcherComposeInterceptor {
-  return (dispatch) => (options, handler) => {
-    const inner = handler as Handler;
-    return dispatch(options, typeof inner.onConnect === 'function' ? new Deadline(inner, timeoutMs) : inner);
-  };
+/** The request's handler under a deadline (undici hands interceptors handlers with both interfaces). */
+export function withDeadline(handler: Handler, timeoutMs: number): Handler {
+  return typeof handler.onConnect === 'function' ? new Deadline(handler, timeoutMs) : handler;
 }
 
 class Deadline implements Handler {
@@ -66,11 +63,14 @@ class Deadline implements Handler {
     this.#inner.onError?.(err);
   };
 
-  /** A new wait begins (progress was made): the silence is counted from now. */
+  /**
+   * A new wait begins (progress was made): the silence is counted from now. A running timer is left as it
+   * is, not moved: when it fires, it finds the wait younger than the timeout and waits out the rest. Moving
+   * a timer (refresh) on every header and body chunk cost more than that rare second timer.
+   */
   #restart(): void {
     this.#since = performance.now();
     if (this.#timer === undefined) this.#timer = setTimeout(this.#expire, this.#timeoutMs);
-    else this.#timer.refresh();
   }
 
   #stop(): void {

@@ -2,7 +2,8 @@
  * The API proxy: every configured target is mounted at its mount path and forwarded with
  * @fastify/reply-from over an undici pool of its own, the browser's session turned into
  * `Authorization: Bearer <access token>` on the way. Headers are rewritten in one pass each way
- * (src/proxy/headers.ts). No retries, ever: a proxy must not multiply requests.
+ * (src/proxy/headers.ts). No retries (a proxy must not multiply requests), but for the one RFC 9112 allows:
+ * a safe request that a kept-alive connection lost unanswered (src/proxy/staleRetry.ts).
  *
  * One encapsulated scope per target holds its reply-from instance (reply-from decorates `reply.from`
  * once per scope) and its body handling: no content-type parsers, only a catch-all that hands the raw

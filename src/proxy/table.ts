@@ -9,9 +9,10 @@
  */
 import { Dispatcher, Pool } from 'undici';
 import type { TargetConfig } from '../config/types.ts';
-import { upstreamDeadline } from './deadline.ts';
+import { withDeadline } from './deadline.ts';
 import { isUrn, type ServiceDirectory } from './directory.ts';
 import { parseUpstreamBase } from './paths.ts';
+import { markingResets, withStaleRetry, type RetryListener } from './staleRetry.ts';
 
 /** How much later than a target's timeout undici's own (coarse) timers are set: they only back ours up. */
 const UNDICI_BACKSTOP_MS = 1_000;
@@ -79,9 +80,12 @@ export class TargetTable<R> {
   readonly #retiring = new Map<NodeJS.Timeout, Pool>();
   readonly #build: RouteBuilder<R>;
   readonly #listeners: (() => void)[] = [];
+  readonly #onRetry: RetryListener | undefined;
 
-  constructor(build: RouteBuilder<R>) {
+  /** `onRetry` is told of every request sent again after a kept-alive connection was lost (src/proxy/staleRetry.ts). */
+  constructor(build: RouteBuilder<R>, onRetry?: RetryListener) {
     this.#build = build;
+    this.#onRetry = onRetry;
   }
 
   get mounted(): readonly Mounted<R>[] {
@@ -125,7 +129,7 @@ export class TargetTable<R> {
           const key = poolKey(target, url);
           let entry = this.#pools.get(key);
           if (!entry) {
-            entry = newPool(target, url);
+            entry = newPool(target, url, this.#onRetry);
             created.push(entry);
             this.#pools.set(key, entry);
           }
@@ -196,22 +200,34 @@ export class TargetTable<R> {
   }
 }
 
+/**
+ * Every upstream request's deadline and its one retry of a lost kept-alive connection, in one interceptor:
+ * undici puts a wrapper of its own between composed interceptors. The deadline is outside the retry, so
+ * both tries count against one timeout.
+ */
+export function upstreamExchange(timeoutMs: number, onRetry?: (reason: string) => void): Dispatcher.DispatcherComposeInterceptor {
+  return (dispatch) => (options, handler) => dispatch(options, withStaleRetry(dispatch, options, withDeadline(handler as Dispatcher.DispatchHandler, timeoutMs), onRetry));
+}
+
 function poolKey(target: TargetConfig, url: string): string {
   return JSON.stringify([new URL(url).origin, target.pool, target.timeoutMs]);
 }
 
-function newPool(target: TargetConfig, url: string): PoolEntry {
+function newPool(target: TargetConfig, url: string, onRetry: RetryListener | undefined): PoolEntry {
   const pool = new Pool(new URL(url).origin, {
     connections: target.pool.connections,
     keepAliveTimeout: target.pool.keepAliveTimeoutMs,
     keepAliveMaxTimeout: target.pool.keepAliveMaxTimeoutMs,
     pipelining: 1,
+    // undici's connector, telling a reset of a kept-alive connection from one of a new one (src/proxy/staleRetry.ts).
+    connect: markingResets(),
     // Time to the response headers; then the longest silence within a response body (SSE upstreams
     // must send something, e.g. a comment line, more often than this). Enforced on time by
-    // upstreamDeadline; undici's own timers stay as a backstop, a second later: they count 499 ms ticks
+    // withDeadline; undici's own timers stay as a backstop, a second later: they count 499 ms ticks
     // and can fire up to a tick early as well as late.
     headersTimeout: target.timeoutMs + UNDICI_BACKSTOP_MS,
     bodyTimeout: target.timeoutMs + UNDICI_BACKSTOP_MS,
   });
-  return { pool, dispatcher: pool.compose(upstreamDeadline(target.timeoutMs)) };
+  const origin = new URL(url).origin;
+  return { pool, dispatcher: pool.compose(upstreamExchange(target.timeoutMs, onRetry && ((reason) => onRetry(origin, reason)))) };
 }
