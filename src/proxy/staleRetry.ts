@@ -44,6 +44,11 @@ function replayable(body: Dispatcher.DispatchOptions['body']): boolean {
   return body == null || typeof body === 'string' || body instanceof Uint8Array;
 }
 
+/** A reset connection, as Node reports it on a read (ECONNRESET) or a write (EPIPE). */
+function isReset(code: unknown): boolean {
+  return code === 'ECONNRESET' || code === 'EPIPE';
+}
+
 /** Resets (ECONNRESET, EPIPE) met on a connection that had read something before: see `markingResets`. */
 const resetsAfterReading = new WeakSet<Error>();
 
@@ -59,7 +64,7 @@ export function markingResets(): buildConnector.connector {
       const socket = args[1];
       if (socket) {
         socket.on('error', (error: Error & { code?: unknown }) => {
-          if ((error.code === 'ECONNRESET' || error.code === 'EPIPE') && socket.bytesRead > 0) resetsAfterReading.add(error);
+          if (isReset(error.code) && socket.bytesRead > 0) resetsAfterReading.add(error);
         });
       }
       callback(...args);
@@ -71,9 +76,9 @@ export function markingResets(): buildConnector.connector {
  * it had read something (a response before this request's). A connection that had read nothing never
  * carried a response: the upstream closed or reset it on purpose, or it failed to connect.
  */
-export function lostConnection(err: Error): boolean {
+function lostConnection(err: Error): boolean {
   const { code, socket } = err as Error & { code?: unknown; socket?: { bytesRead?: unknown } };
-  if (code === 'ECONNRESET' || code === 'EPIPE') return resetsAfterReading.has(err);
+  if (isReset(code)) return resetsAfterReading.has(err);
   return code === 'UND_ERR_SOCKET' && typeof socket?.bytesRead === 'number' && socket.bytesRead > 0;
 }
 

@@ -214,7 +214,8 @@ function poolKey(target: TargetConfig, url: string): string {
 }
 
 function newPool(target: TargetConfig, url: string, onRetry: RetryListener | undefined): PoolEntry {
-  const pool = new Pool(new URL(url).origin, {
+  const origin = new URL(url).origin;
+  const pool = new Pool(origin, {
     connections: target.pool.connections,
     keepAliveTimeout: target.pool.keepAliveTimeoutMs,
     keepAliveMaxTimeout: target.pool.keepAliveMaxTimeoutMs,
@@ -228,6 +229,5 @@ function newPool(target: TargetConfig, url: string, onRetry: RetryListener | und
     headersTimeout: target.timeoutMs + UNDICI_BACKSTOP_MS,
     bodyTimeout: target.timeoutMs + UNDICI_BACKSTOP_MS,
   });
-  const origin = new URL(url).origin;
   return { pool, dispatcher: pool.compose(upstreamExchange(target.timeoutMs, onRetry && ((reason) => onRetry(origin, reason)))) };
 }

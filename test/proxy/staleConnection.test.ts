@@ -7,6 +7,7 @@
  * The upstream is a real TCP server speaking HTTP/1.1 by hand, so that it can do exactly what a server racing
  * its idle timeout does: read the request and close the connection (FIN) or reset it (RST) without a word.
  */
+import { request } from 'node:http';
 import { createServer, type Server, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -107,11 +108,14 @@ describe('an upstream that closes a kept-alive connection without answering', ()
   /** What passes the CSRF check for a state-changing request. */
   const sameOrigin = (): Record<string, string> => ({ cookie: 'XSRF-TOKEN=t', 'x-xsrf-token': 't', origin: th.base });
 
-  /** A first GET, answered, so the pool holds a connection that has carried a response. */
-  async function warmConnection(): Promise<number> {
-    const first = await rawRequest(th.base, `${T}/api/first`);
+  /** The upstream connection that answered (its answer names it). */
+  const connectionOf = (res: { body: string }): number => (JSON.parse(res.body) as { connection: number }).connection;
+
+  /** A first GET to `target`, answered, so its pool holds a connection that has carried a response. */
+  async function warmConnection(target = 'api'): Promise<number> {
+    const first = await rawRequest(th.base, `${T}/${target}/first`);
     expect(first.status).toBe(200);
-    return (JSON.parse(first.body) as { connection: number }).connection;
+    return connectionOf(first);
   }
 
   for (const action of ['close', 'reset'] as const) {
@@ -121,7 +125,7 @@ describe('an upstream that closes a kept-alive connection without answering', ()
       const before = await retries();
       const res = await rawRequest(th.base, `${T}/api/again`);
       expect(res.status).toBe(200);
-      const answeredOn = (JSON.parse(res.body) as { connection: number }).connection;
+      const answeredOn = connectionOf(res);
       expect(answeredOn).not.toBe(warm);
       // The first GET, the lost one, and the retry.
       expect(seen.map((s) => s.connection)).toEqual([warm, warm, answeredOn]);
@@ -195,9 +199,7 @@ describe('an upstream that closes a kept-alive connection without answering', ()
   });
 
   it("the retry answers to the target's timeout: an upstream that then never answers gets a 504", async () => {
-    const first = await rawRequest(th.base, `${T}/brief/first`);
-    expect(first.status).toBe(200);
-    const warm = (JSON.parse(first.body) as { connection: number }).connection;
+    const warm = await warmConnection('brief');
     behaviour = (connection, n) => (connection === warm && n === 1 ? 'close' : 'hang');
     const res = await rawRequest(th.base, `${T}/brief/again`);
     expect(res.status).toBe(504);
@@ -206,8 +208,7 @@ describe('an upstream that closes a kept-alive connection without answering', ()
   });
 
   it('both tries share one timeout: the retry does not start a new one', async () => {
-    const first = await rawRequest(th.base, `${T}/brief/first`);
-    const warm = (JSON.parse(first.body) as { connection: number }).connection;
+    const warm = await warmConnection('brief');
     behaviour = (connection, n) => (connection === warm && n === 1 ? 'close-late' : 'hang');
     // A plain timer of the target's timeout, started with the request in this (the proxy's) process: it shows
     // how late this machine runs timers right now (test/proxy/timeouts.test.ts does the same).
@@ -218,6 +219,22 @@ describe('an upstream that closes a kept-alive connection without answering', ()
     expect(seen).toHaveLength(3);
     // With a timeout per try, the answer would come LATE_CLOSE_MS (1.2 s) after the reference.
     expect(answeredAt - (await reference)).toBeLessThan(LATE_CLOSE_MS / 2);
+  });
+
+  it('a browser that leaves while the retry waits for its answer changes nothing: the same process serves on', async () => {
+    const warm = await warmConnection();
+    behaviour = (connection, n) => (connection === warm && n === 1 ? 'close' : connection === warm ? 'answer' : 'hang');
+    const before = await retries();
+    const browser = request(`${th.base}${T}/api/abandoned`);
+    browser.on('error', () => {});
+    browser.end();
+    // The lost try and the retry have both reached the upstream: the browser goes.
+    await waitFor(() => seen.length === 3);
+    browser.destroy();
+    expect(await retries()).toBe(before + 1);
+    behaviour = () => 'answer';
+    const res = await rawRequest(th.base, `${T}/api/after`);
+    expect(res.status).toBe(200);
   });
 
   it('the service keeps serving afterwards', async () => {
