@@ -438,6 +438,7 @@ async function proxyBenchmark(
       if (c.child) rss.set(c.name, Math.max(rss.get(c.name) ?? 0, await c.child.rss()));
       perRound.get(c.name)!.push(result);
       log(`[proxy] round ${r + 1}/${options.rounds} ${c.name}: ${result.rps} req/s, ${result.cpuUsPerRequest ?? '–'} CPU µs/req, p50 ${result.p50Ms} ms, p99 ${result.p99Ms} ms, non-2xx ${result.non2xx}, errors ${result.errors}`);
+      warnIfFailed(log, c.name, r, result);
       if (options.latencyRate > 0) {
         if (c.child) await c.child.gcStart();
         const fixed = await fixedRateLoad(c.url, c.headers, options.connections, options.durationSec, options.latencyRate);
@@ -446,6 +447,7 @@ async function proxyBenchmark(
         atRate.get(c.name)!.push(fixed);
         const gc = fixed.gc ? `, scavenges ${fixed.gc.scavenges} (mean ${fixed.gc.scavengeMeanMs} ms, max ${fixed.gc.scavengeMaxMs} ms), promoted ${fixed.gc.promotedMb} MB, mark-compacts ${fixed.gc.markCompacts} (${fixed.gc.markCompactMs} ms), loop delay p99 ${fixed.gc.loopDelayP99Ms} ms, max ${fixed.gc.loopDelayMaxMs} ms` : '';
         log(`[proxy] round ${r + 1}/${options.rounds} ${c.name} at ${options.latencyRate} req/s: p50 ${fixed.p50Ms} ms, p99 ${fixed.p99Ms} ms, p99.9 ${fixed.p999Ms} ms, non-2xx ${fixed.non2xx}, errors ${fixed.errors}${gc}`);
+        warnIfFailed(log, c.name, r, fixed);
       }
       if (options.freeze) signalOthers(cases, c, 'SIGCONT');
     }
@@ -497,6 +499,16 @@ function gcSummary(rounds: LoadResult[]): { scavengeMeanMs: number | null; scave
     scavengeMaxMs: round(median(withGc.map((x) => x.gc!.scavengeMaxMs)), 2),
     promotedMbPer10k: round(median(withGc.map((x) => (x.gc!.promotedMb / Math.max(1, x.requests)) * 10_000)), 2),
   };
+}
+
+/**
+ * A round whose requests were not all answered 2xx measured something other than the proxy (a peer whose
+ * session expired answers its IdP redirect far faster than it proxies): say so as it happens; the targets
+ * table marks every ratio of that case not valid (bench/targets.ts).
+ */
+function warnIfFailed(log: (line: string) => void, name: CaseName, round: number, result: LoadResult): void {
+  if (result.non2xx === 0 && result.errors === 0) return;
+  log(`[proxy] WARNING round ${round + 1} ${name}: ${result.non2xx} of ${result.requests} answers were not 2xx, and ${result.errors} requests failed: this round's figures are not a proxy's`);
 }
 
 function summariseAtRate(rate: number, rounds: LoadResult[], bare: LoadResult[]): ProxyCaseResult['atRate'] {

@@ -59,7 +59,14 @@ export interface TargetCheck {
   /** The median over rounds of the per-round ratio (or difference, for the added p99), null when not measured. */
   value: number | null;
   goal: { op: '>=' | '<='; value: number; unit: 'x' | 'ms' };
+  /** null when not measured, or when a case of it failed requests (`failed`): its figures measured something else. */
   met: boolean | null;
+  /**
+   * The case of the pair that answered requests other than with 2xx, or failed them, during its measured
+   * rounds (say, a peer whose session had expired answering 302s to its IdP): the ratio is kept for the record,
+   * but it compares a proxy with a redirect, so nothing is met or missed.
+   */
+  failed?: string;
 }
 
 /**
@@ -78,9 +85,19 @@ export function targetChecks(rows: ProxyCaseResult[], stores: StoreKind[], worke
     const value = median(a.rounds.map((x, i) => (pick(x) ?? Number.NaN) / (pick(b.rounds[i]!) ?? Number.NaN)));
     return Number.isFinite(value) ? round(value, 3) : null;
   };
+  /** What went wrong with a case's measured requests, if anything ("302s", "errors"), for `failed`. */
+  const failures = (name: CaseName): string | undefined => {
+    const r = byName.get(name);
+    if (!r) return undefined;
+    const non2xx = r.rounds.reduce((n, x) => n + x.non2xx, 0) + (r.atRate?.rounds ?? []).reduce((n, x) => n + x.non2xx, 0);
+    const errors = r.rounds.reduce((n, x) => n + x.errors, 0) + (r.atRate?.rounds ?? []).reduce((n, x) => n + x.errors, 0);
+    if (non2xx === 0 && errors === 0) return undefined;
+    return `${name}: ${non2xx} non-2xx, ${errors} errors`;
+  };
   const add = (store: StoreKind, target: string, subject: CaseName, against: CaseName, allCores: boolean, value: number | null, goal: TargetCheck['goal']): void => {
-    const met = value === null ? null : goal.op === '>=' ? value >= goal.value : value <= goal.value;
-    checks.push({ target, store, subject, against, placement: !pin ? 'unpinned' : allCores ? 'all-cores' : 'pinned', value, goal, met });
+    const failed = [failures(subject), failures(against)].filter((f) => f !== undefined).join('; ') || undefined;
+    const met = value === null || failed !== undefined ? null : goal.op === '>=' ? value >= goal.value : value <= goal.value;
+    checks.push({ target, store, subject, against, placement: !pin ? 'unpinned' : allCores ? 'all-cores' : 'pinned', value, goal, met, ...(failed ? { failed } : {}) });
   };
   const apache = APACHE_ALL_CORES;
   for (const store of stores) {
@@ -107,7 +124,8 @@ export function targetsTable(checks: TargetCheck[]): string {
   for (const c of checks) {
     const value = c.value === null ? 'not measured' : c.goal.unit === 'ms' ? `${c.value} ms` : `${c.value}×`;
     const goal = `${c.goal.op === '>=' ? '≥' : '≤'} ${c.goal.value}${c.goal.unit === 'ms' ? ' ms' : '×'}`;
-    lines.push(`| ${c.target} | ${c.store} | ${c.placement} | ${value} | ${goal} | ${c.met === null ? '–' : c.met ? 'yes' : 'NO'} |`);
+    const met = c.failed ? `not valid (${c.failed})` : c.met === null ? '–' : c.met ? 'yes' : 'NO';
+    lines.push(`| ${c.target} | ${c.store} | ${c.placement} | ${value} | ${goal} | ${met} |`);
   }
   return lines.join('\n');
 }

@@ -66,6 +66,34 @@ describe('bench targets (issue 24.3)', () => {
     expect(table).toContain('| 1 worker req/s ÷ bare req/s | redis | unpinned | not measured | ≥ 0.9× | – |');
   });
 
+  it('meets or misses nothing with a case whose answers were not all 2xx: a peer answering redirects is not measured', () => {
+    // Apache on all cores whose session ran out in its third round: 302s to the IdP, answered fast.
+    const expired = rows.map((r) => {
+      if (r.case !== 'apache+mod_auth_openidc all-cores') return r;
+      const failed = row(r.case, [[100, 200], [200, 200], [5000, 20]]);
+      failed.rounds[2] = { ...failed.rounds[2]!, non2xx: 25_000 };
+      return failed;
+    });
+    const checks = targetChecks(expired, ['sqlite'], ['1', 'auto'], true);
+    const group = checks.filter((c) => c.against === 'apache+mod_auth_openidc all-cores');
+    expect(group).toHaveLength(2);
+    for (const c of group) expect(c).toMatchObject({ met: null, failed: 'apache+mod_auth_openidc all-cores: 25000 non-2xx, 0 errors' });
+    // The pairs without Apache are judged as before.
+    expect(checks.find((c) => c.target.startsWith('1 worker req/s'))).toMatchObject({ value: 0.95, met: true });
+    expect(checks.find((c) => c.target.startsWith('1 worker req/s'))!.failed).toBeUndefined();
+    expect(targetsTable(checks)).toContain('| not valid (apache+mod_auth_openidc all-cores: 25000 non-2xx, 0 errors) |');
+    // Failed requests in the fixed-rate phase count too, on either side of a pair.
+    const refused = rows.map((r) => {
+      if (r.case !== 'token-handler/sqlite') return r;
+      const one = row(r.case, [[950, 150], [1000, 150], [800, 150]], 0.4);
+      one.atRate!.rounds = [{ ...load(1000), errors: 3 }];
+      return one;
+    });
+    const pinned = targetChecks(refused, ['sqlite'], ['1', 'auto'], true).filter((c) => c.subject === 'token-handler/sqlite' || c.against === 'token-handler/sqlite');
+    expect(pinned).toHaveLength(3);
+    for (const c of pinned) expect(c).toMatchObject({ met: null, failed: 'token-handler/sqlite: 0 non-2xx, 3 errors' });
+  });
+
   it('takes the worker group of `auto`, or else the first other than 1', () => {
     const three = rows.map((r) => (r.case === 'token-handler/sqlite workers=auto' ? { ...r, case: tokenHandlerCase('sqlite', '3') } : r));
     expect(targetChecks(three, ['sqlite'], ['1', '3'], true)[0]).toMatchObject({ subject: 'token-handler/sqlite workers=3', value: 3 });
