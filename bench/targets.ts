@@ -85,12 +85,16 @@ export function targetChecks(rows: ProxyCaseResult[], stores: StoreKind[], worke
     const value = median(a.rounds.map((x, i) => (pick(x) ?? Number.NaN) / (pick(b.rounds[i]!) ?? Number.NaN)));
     return Number.isFinite(value) ? round(value, 3) : null;
   };
-  /** What went wrong with a case's measured requests, if anything ("302s", "errors"), for `failed`. */
+  /**
+   * What went wrong with a case's measured requests, if anything ("<case>: <n> non-2xx, <m> errors"), for
+   * `failed`: its loaded rounds' counts (summed in the case's result) and its fixed-rate rounds'.
+   */
   const failures = (name: CaseName): string | undefined => {
     const r = byName.get(name);
     if (!r) return undefined;
-    const non2xx = r.rounds.reduce((n, x) => n + x.non2xx, 0) + (r.atRate?.rounds ?? []).reduce((n, x) => n + x.non2xx, 0);
-    const errors = r.rounds.reduce((n, x) => n + x.errors, 0) + (r.atRate?.rounds ?? []).reduce((n, x) => n + x.errors, 0);
+    const fixedRate = r.atRate?.rounds ?? [];
+    const non2xx = r.non2xx + fixedRate.reduce((n, x) => n + x.non2xx, 0);
+    const errors = r.errors + fixedRate.reduce((n, x) => n + x.errors, 0);
     if (non2xx === 0 && errors === 0) return undefined;
     return `${name}: ${non2xx} non-2xx, ${errors} errors`;
   };

@@ -72,6 +72,8 @@ describe('bench targets (issue 24.3)', () => {
       if (r.case !== 'apache+mod_auth_openidc all-cores') return r;
       const failed = row(r.case, [[100, 200], [200, 200], [5000, 20]]);
       failed.rounds[2] = { ...failed.rounds[2]!, non2xx: 25_000 };
+      // The case's result carries its rounds' sums, as bench/run.ts summarises them.
+      failed.non2xx = 25_000;
       return failed;
     });
     const checks = targetChecks(expired, ['sqlite'], ['1', 'auto'], true);
