@@ -1,7 +1,8 @@
 /**
  * Benchmark child process: the embedded dev IdP and the demo upstream, in a process of their own so the
  * proxies under test never share an event loop with them. Started by bench/run.ts with an IPC channel;
- * reports `{ issuer, upstream }` and runs until the parent disconnects.
+ * reports `{ issuer, upstream }`, answers `'rss'` and `'cpu'` (µs, user + system) as bench/subject.ts does, and runs until
+ * the parent disconnects.
  */
 import { startDevIdp } from '../src/demo/idp.ts';
 import { startDemoUpstream } from '../src/demo/upstream.ts';
@@ -21,6 +22,10 @@ const ready: FixturesReady = { type: 'ready', issuer: idp.issuer, upstream: upst
 process.send?.(ready);
 process.on('message', (message: unknown) => {
   if (message === 'rss') process.send?.({ type: 'rss', rss: process.memoryUsage().rss });
+  if (message === 'cpu') {
+    const { user, system } = process.cpuUsage();
+    process.send?.({ type: 'cpu', micros: user + system });
+  }
 });
 process.once('disconnect', () => {
   void Promise.all([upstream.close(), idp.close()]).finally(() => process.exit(0));

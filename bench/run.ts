@@ -38,6 +38,7 @@ import { cpus, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createHistogram, performance } from 'node:perf_hooks';
 import { storeUrls } from './cli.ts';
+import { ceilingChecks, ceilingTable, machineShare, readCpuTimes, type CeilingCheck } from './ceiling.ts';
 import { APACHE_ALL_CORES, NGINX_NOOP, NGINX_UNIX, isAllCores, targetChecks, targetsTable, tokenHandlerCase, workerList, type CaseName, type TargetCheck } from './targets.ts';
 import { ensureApache, loginApache, processTree } from './peers.ts';
 import { probeNginx } from '../test/support/nginx.ts';
@@ -195,6 +196,12 @@ export interface LoadResult {
   p999Ms: number;
   /** CPU time the subject process spent per request, µs (robust to other load on the machine). */
   cpuUsPerRequest?: number;
+  /** CPU time the load generator (this process) and the upstream (the fixtures child) spent per request, µs (bench/ceiling.ts). */
+  loadCpuUsPerRequest?: number;
+  upstreamCpuUsPerRequest?: number;
+  /** Shares of the whole machine's CPU time busy, and stolen by the hypervisor, during the load (Linux only). */
+  machineBusy?: number;
+  machineSteal?: number;
   /** The subject's garbage collections during the load (fixed-rate phase only). */
   gc?: GcStats;
 }
@@ -376,11 +383,12 @@ interface Placement {
 
 async function proxyBenchmark(
   options: Options,
-  fixtures: FixturesReady,
+  fixturesChild: Child<FixturesReady>,
   subjects: Map<CaseName, Child<SubjectReady>>,
   log: (line: string) => void,
   placement?: Placement,
 ): Promise<ProxyCaseResult[]> {
+  const fixtures = fixturesChild.ready;
   const cases: { name: CaseName; url: string; headers: Record<string, string>; child?: Child<SubjectReady>; allCores: boolean }[] = [];
   // Every case sends the same request headers. On /static the upstream answers the same bytes to every
   // case; on /echo/* its answer grows with what a proxy adds (the bearer token, twice: headers and rawHeaders).
@@ -433,11 +441,20 @@ async function proxyBenchmark(
       await sleep(options.settleMs);
       await load(c.url, c.headers, options.connections, options.warmupSec, false);
       const cpuBefore = c.child ? await c.child.cpu() : 0;
+      const upstreamBefore = await fixturesChild.cpu();
+      const loadBefore = process.cpuUsage();
+      const machineBefore = readCpuTimes();
       const result = await load(c.url, c.headers, options.connections, options.durationSec, true);
-      if (c.child) result.cpuUsPerRequest = round(((await c.child.cpu()) - cpuBefore) / Math.max(1, result.requests), 1);
+      const machine = machineShare(machineBefore, readCpuTimes());
+      const loadCpu = process.cpuUsage(loadBefore);
+      const perRequest = (micros: number): number => round(micros / Math.max(1, result.requests), 1);
+      result.loadCpuUsPerRequest = perRequest(loadCpu.user + loadCpu.system);
+      result.upstreamCpuUsPerRequest = perRequest((await fixturesChild.cpu()) - upstreamBefore);
+      if (machine) Object.assign(result, { machineBusy: machine.busy, machineSteal: machine.steal });
+      if (c.child) result.cpuUsPerRequest = perRequest((await c.child.cpu()) - cpuBefore);
       if (c.child) rss.set(c.name, Math.max(rss.get(c.name) ?? 0, await c.child.rss()));
       perRound.get(c.name)!.push(result);
-      log(`[proxy] round ${r + 1}/${options.rounds} ${c.name}: ${result.rps} req/s, ${result.cpuUsPerRequest ?? '–'} CPU µs/req, p50 ${result.p50Ms} ms, p99 ${result.p99Ms} ms, non-2xx ${result.non2xx}, errors ${result.errors}`);
+      log(`[proxy] round ${r + 1}/${options.rounds} ${c.name}: ${result.rps} req/s, ${result.cpuUsPerRequest ?? '–'} CPU µs/req (load generator ${result.loadCpuUsPerRequest}, upstream ${result.upstreamCpuUsPerRequest}${machine ? `, machine ${Math.round(machine.busy * 100)} % busy, ${Math.round(machine.steal * 100)} % stolen` : ''}), p50 ${result.p50Ms} ms, p99 ${result.p99Ms} ms, non-2xx ${result.non2xx}, errors ${result.errors}`);
       warnIfFailed(log, c.name, r, result);
       if (options.latencyRate > 0) {
         if (c.child) await c.child.gcStart();
@@ -479,6 +496,8 @@ async function proxyBenchmark(
       ratioToBare: ratios.length > 0 ? round(median(ratios), 3) : null,
       ratioOfMedians: bare.length > 0 ? round(median(rounds.map((x) => x.rps)) / bareMedian, 3) : null,
       cpuUsPerRequest: c.child ? round(median(rounds.map((x) => x.cpuUsPerRequest ?? Number.NaN)), 1) : undefined,
+      loadCpuUsPerRequest: round(median(rounds.map((x) => x.loadCpuUsPerRequest ?? Number.NaN)), 1),
+      upstreamCpuUsPerRequest: round(median(rounds.map((x) => x.upstreamCpuUsPerRequest ?? Number.NaN)), 1),
       cpuRatioToBare: c.child && bare.length > 0 && bareCpu > 0 ? round(bareCpu / median(rounds.map((x) => x.cpuUsPerRequest ?? Number.NaN)), 3) : null,
       bestRatioToBare: bare.length > 0 ? round(best(rounds.map((x) => x.rps)) / bareBest, 3) : null,
       bestCpuRatioToBare: c.child && bare.length > 0 && Number.isFinite(bareLeastCpu) ? round(bareLeastCpu / least(rounds.map((x) => x.cpuUsPerRequest ?? Number.NaN)), 3) : null,
@@ -586,6 +605,8 @@ interface BenchResult {
   proxy?: ProxyCaseResult[];
   /** Issue 24.3's target ratios from the proxy benchmark (`targetChecks`). */
   targets?: TargetCheck[];
+  /** The req/s ratios of those targets that the run's CPU figures allow (`ceilingChecks`). */
+  ceilings?: CeilingCheck[];
   login?: LoginResult;
   sessions?: SessionsResult;
   sweep?: SweepBenchmarkResult;
@@ -637,6 +658,7 @@ export function renderReport(result: BenchResult): string {
   ];
   if (result.proxy) parts.push(proxyTable(result.proxy, result.options.connections, result.options.pin));
   if (result.targets && result.targets.length > 0) parts.push(targetsTable(result.targets));
+  if (result.ceilings && result.ceilings.length > 0) parts.push(ceilingTable(result.ceilings));
   if (result.login) parts.push(loginTable(result.login));
   if (result.instructions) parts.push(instructionsTable(result.instructions));
   if (result.sessions) parts.push(sessionsTable(result.sessions));
@@ -717,8 +739,9 @@ async function main(): Promise<void> {
           log(`[proxy] pinned: proxies on CPU ${last}, load generator and upstream on CPU ${loadCpus}${allCores.length > 0 ? `; unpinned, with the load generator and upstream, while measured: ${allCores.join(', ')}` : ''}`);
         }
         try {
-          result.proxy = await proxyBenchmark(options, fixtures.ready, subjects, log, placement);
+          result.proxy = await proxyBenchmark(options, fixtures, subjects, log, placement);
           result.targets = targetChecks(result.proxy, options.stores, options.workers, options.pin);
+          result.ceilings = ceilingChecks(result.proxy, options.stores, options.workers.includes('auto') ? 'auto' : options.workers.find((w) => w !== '1'));
         } finally {
           if (options.pin) {
             for (const pid of [process.pid, fixtures.process.pid!, ...[...subjects.values()].flatMap((c) => processTree(c.process.pid!))]) setAffinity(pid, `0-${last}`);
