@@ -8,8 +8,8 @@
  * generator and the upstream cost the same per request whichever proxy is in front, so they dilute any
  * difference between proxies: a proxy at 0.66× another's CPU per request does not serve 1.5× its req/s when
  * as much again is spent per request outside either. `predicted` is that ratio from the round's own
- * figures; `proxyCpuForGoal` is the proxy CPU per request at which the prediction reaches the goal with this
- * run's load generator and upstream costs.
+ * figures; `overGoal` is by how much the proxy's CPU per request exceeded what the goal allowed in that round
+ * (the figure at which the prediction reaches the goal with the round's load generator and upstream costs).
  *
  * On the pinned core (nginx + forward-auth against token-handler's own proxy) only the subject's own CPU
  * counts, and the no-op check's case is the floor of forward-auth: nginx, its round trip to a check, and a
@@ -66,9 +66,13 @@ export interface CeilingCheck {
    */
   predicted: number | null;
   goal: number;
-  /** All-cores only: the subject's proxy CPU per request (µs) at which `predicted` would reach `goal`, and what it was. */
-  proxyCpuForGoal: number | null;
+  /** The subject's CPU per request (µs, median over rounds). */
   proxyCpu: number | null;
+  /**
+   * All-cores only: median over rounds of the subject's proxy CPU per request minus the most at which
+   * `predicted` would reach `goal` (µs; positive: over what the goal allows).
+   */
+  overGoal: number | null;
   /** Pinned forward-auth only: token-handler 1 worker's CPU per request / the no-op check case's (what a free check would reach). */
   floor: number | null;
   /** All-cores only: median share of the machine busy, and stolen by the hypervisor, in the subject's rounds. */
@@ -114,8 +118,8 @@ export function ceilingChecks(rows: ProxyCaseResult[], stores: StoreKind[], grou
           measured: finite(paired(th, apache, (x, y) => x.rps / y.rps)),
           predicted: finite(paired(th, apache, (x, y) => machineCpu(y) / machineCpu(x))),
           goal,
-          proxyCpuForGoal: finite(paired(th, apache, (x, y) => machineCpu(y) / goal - (x.loadCpuUsPerRequest ?? Number.NaN) - (x.upstreamCpuUsPerRequest ?? Number.NaN)), 1),
           proxyCpu: finite(median(th.rounds.map((x) => x.cpuUsPerRequest ?? Number.NaN)), 1),
+          overGoal: finite(paired(th, apache, (x, y) => machineCpu(x) - machineCpu(y) / goal), 1),
           floor: null,
           busy: finite(median(th.rounds.map((x) => x.machineBusy ?? Number.NaN))),
           steal: finite(median(th.rounds.map((x) => x.machineSteal ?? Number.NaN))),
@@ -134,8 +138,8 @@ export function ceilingChecks(rows: ProxyCaseResult[], stores: StoreKind[], grou
         measured: finite(paired(nginx, one, (x, y) => x.rps / y.rps)),
         predicted: finite(paired(nginx, one, (x, y) => cpu(y) / cpu(x))),
         goal,
-        proxyCpuForGoal: null,
         proxyCpu: finite(median(nginx.rounds.map(cpu)), 1),
+        overGoal: null,
         floor: noop ? finite(paired(noop, one, (x, y) => cpu(y) / cpu(x))) : null,
         busy: null,
         steal: null,
@@ -149,11 +153,12 @@ export function ceilingTable(checks: CeilingCheck[]): string {
   const x = (n: number | null): string => (n === null ? '–' : `${n}×`);
   const pct = (n: number | null): string => (n === null ? '–' : `${Math.round(n * 1000) / 10} %`);
   const lines = [
-    '| what the CPU figures allow | store | req/s ratio measured | ratio the CPU per request predicts | goal | proxy CPU µs/req: measured / for the goal | a free check would reach | machine busy / stolen |',
+    '| what the CPU figures allow | store | req/s ratio measured | ratio the CPU per request predicts | goal | proxy CPU µs/req / over the goal\'s allowance | a free check would reach | machine busy / stolen |',
     '|---|---|---:|---:|---:|---:|---:|---:|',
   ];
   for (const c of checks) {
-    const cpu = c.proxyCpuForGoal === null ? (c.proxyCpu === null ? '–' : `${c.proxyCpu} / –`) : `${c.proxyCpu ?? '–'} / ${c.proxyCpuForGoal}`;
+    const over = c.overGoal === null ? '–' : `${c.overGoal > 0 ? '+' : ''}${c.overGoal}`;
+    const cpu = `${c.proxyCpu ?? '–'} / ${over}`;
     lines.push(`| ${c.subject} ÷ ${c.against} | ${c.store} | ${x(c.measured)} | ${x(c.predicted)} | ≥ ${c.goal}× | ${cpu} | ${x(c.floor)} | ${c.busy === null ? '–' : `${pct(c.busy)} / ${pct(c.steal)}`} |`);
   }
   return lines.join('\n');

@@ -69,10 +69,13 @@ describe('what the CPU figures allow (bench/ceiling.ts)', () => {
     ];
     const [check] = ceilingChecks(rows, ['redis'], 'auto');
     expect(check).toMatchObject({ subject: 'token-handler/redis workers=auto', against: 'apache+mod_auth_openidc all-cores', measured: 1.364, predicted: 1.364, goal: 1.5, proxyCpu: 120, busy: 0.95, steal: 0.01, floor: null });
-    // 1.5× needs 300 / 1.5 = 200 µs in all: 100 in the proxy, half of Apache's.
-    expect(check!.proxyCpuForGoal).toBe(100);
+    // 1.5× needs 300 / 1.5 = 200 µs in all: 100 in the proxy, half of Apache's; it spent 20 more.
+    expect(check!.overGoal).toBe(20);
     expect(machineCpu(rows[0]!.rounds[0]!)).toBe(300);
-    expect(ceilingTable([check!])).toContain('| token-handler/redis workers=auto ÷ apache+mod_auth_openidc all-cores | redis | 1.364× | 1.364× | ≥ 1.5× | 120 / 100 | – | 95 % / 1 % |');
+    // At 90 µs the goal is within reach: 300 / 190 = 1.579×, 10 µs under the allowance.
+    const cheaper = [rows[0]!, row('token-handler/redis workers=auto', [[1600, 90, 40, 60], [1500, 90, 40, 60], [1700, 90, 40, 60]])];
+    expect(ceilingChecks(cheaper, ['redis'], 'auto')[0]).toMatchObject({ predicted: 1.579, overGoal: -10 });
+    expect(ceilingTable([check!])).toContain('| token-handler/redis workers=auto ÷ apache+mod_auth_openidc all-cores | redis | 1.364× | 1.364× | ≥ 1.5× | 120 / +20 | – | 95 % / 1 % |');
   });
 
   it("gives forward-auth's floor: token-handler's CPU per request over the no-op check's", () => {
@@ -94,7 +97,7 @@ describe('what the CPU figures allow (bench/ceiling.ts)', () => {
     // No worker group measured: only the pinned comparison.
     expect(checks).toHaveLength(1);
     // Per round 130/130 = 1 and 126/120 = 1.05 → 1.025; a free check: 1.3 and 1.4 → 1.35.
-    expect(checks[0]).toMatchObject({ subject: 'nginx+forward-auth', against: 'token-handler/sqlite', predicted: 1.025, floor: 1.35, proxyCpuForGoal: null, busy: null });
+    expect(checks[0]).toMatchObject({ subject: 'nginx+forward-auth', against: 'token-handler/sqlite', predicted: 1.025, floor: 1.35, overGoal: null, busy: null });
     expect(checks[0]!.measured).toBeCloseTo(1.0141, 3);
     expect(ceilingTable(checks)).toContain('| nginx+forward-auth ÷ token-handler/sqlite | sqlite | 1.014× | 1.025× | ≥ 1.5× | 125 / – | 1.35× | – |');
   });
@@ -103,7 +106,7 @@ describe('what the CPU figures allow (bench/ceiling.ts)', () => {
     const apache = row('apache+mod_auth_openidc all-cores', [[1000, 200, 40, 60]]);
     const bare = { ...row('token-handler/sqlite workers=auto', [[1200, 120, 40, 60]]) };
     delete bare.rounds[0]!.upstreamCpuUsPerRequest;
-    expect(ceilingChecks([apache, bare], ['sqlite'], 'auto')[0]).toMatchObject({ measured: 1.2, predicted: null, proxyCpuForGoal: null, busy: null });
+    expect(ceilingChecks([apache, bare], ['sqlite'], 'auto')[0]).toMatchObject({ measured: 1.2, predicted: null, overGoal: null, busy: null });
     const twoRounds = row('token-handler/sqlite workers=auto', [
       [1200, 120, 40, 60],
       [1300, 120, 40, 60],
