@@ -41,14 +41,15 @@ export function readCpuTimes(text?: string): CpuTimes | undefined {
   if (!line.startsWith('cpu ')) return undefined;
   // user nice system idle iowait irq softirq steal guest guest_nice: guest time is counted in user already.
   const [user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0] = line.trim().split(/\s+/).slice(1).map(Number);
-  return { total: user + nice + system + idle + iowait + irq + softirq + steal, idle: idle + iowait, steal };
+  const times = { total: user + nice + system + idle + iowait + irq + softirq + steal, idle: idle + iowait, steal };
+  return Number.isFinite(times.total) ? times : undefined;
 }
 
 /** Shares of the machine's CPU time between two readings: busy (neither idle nor stolen) and stolen by the hypervisor. */
 export function machineShare(before: CpuTimes | undefined, after: CpuTimes | undefined): { busy: number; steal: number } | undefined {
   if (!before || !after) return undefined;
   const total = after.total - before.total;
-  if (total <= 0) return undefined;
+  if (!(total > 0)) return undefined;
   const steal = after.steal - before.steal;
   return { busy: round((total - (after.idle - before.idle) - steal) / total, 3), steal: round(steal / total, 3) };
 }

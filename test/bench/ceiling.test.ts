@@ -45,6 +45,7 @@ describe('what the CPU figures allow (bench/ceiling.ts)', () => {
     // 700 ticks in all: 210 idle (200 idle + 10 iowait), 50 stolen, 440 busy.
     expect(machineShare(before, after)).toEqual({ busy: 0.629, steal: 0.071 });
     expect(readCpuTimes('intr 1 2 3\n')).toBeUndefined();
+    expect(readCpuTimes('cpu  1 2 x 4\n')).toBeUndefined();
     expect(machineShare(undefined, after)).toBeUndefined();
     expect(machineShare(after, after)).toBeUndefined();
     // This machine's own file, where there is one.
@@ -72,6 +73,14 @@ describe('what the CPU figures allow (bench/ceiling.ts)', () => {
     // 1.5× needs 300 / 1.5 = 200 µs in all: 100 in the proxy, half of Apache's; it spent 20 more.
     expect(check!.overGoal).toBe(20);
     expect(machineCpu(rows[0]!.rounds[0]!)).toBe(300);
+    // Paired round by round, not median against median: here the machine is slower in round 2 for both cases.
+    // Per round 220 − 300/1.5 = +20, 300 − 450/1.5 = 0, 230 − 200 = +30 → +20 (median against median: +30);
+    // predicted 300/220, 450/300, 300/230 → 1.364× (median against median: 1.304×).
+    const slowRound = [
+      row('apache+mod_auth_openidc all-cores', [[1000, 200, 40, 60], [700, 350, 40, 60], [1000, 200, 40, 60]]),
+      row('token-handler/redis workers=auto', [[1360, 120, 40, 60], [1050, 200, 40, 60], [1300, 130, 40, 60]]),
+    ];
+    expect(ceilingChecks(slowRound, ['redis'], 'auto')[0]).toMatchObject({ predicted: 1.364, overGoal: 20, measured: 1.36, proxyCpu: 130 });
     // At 90 µs the goal is within reach: 300 / 190 = 1.579×, 10 µs under the allowance.
     const cheaper = [rows[0]!, row('token-handler/redis workers=auto', [[1600, 90, 40, 60], [1500, 90, 40, 60], [1700, 90, 40, 60]])];
     expect(ceilingChecks(cheaper, ['redis'], 'auto')[0]).toMatchObject({ predicted: 1.579, overGoal: -10 });
