@@ -44,8 +44,11 @@ export function loginOutcomeLabel(outcome: string): string {
   return LOGIN_OUTCOMES.has(outcome) ? outcome : OTHER;
 }
 
-/** HTTP statuses by their registered codes (an upstream may answer 299 or 599); `other` for the rest. */
-const STATUS_LABELS: ReadonlyMap<number, string> = new Map(Object.keys(STATUS_CODES).map((code) => [Number(code), code]));
+/**
+ * HTTP statuses by their registered codes (an upstream may answer 299 or 599), and nginx's 499 (the client
+ * closed the request: an upstream request cancelled because its browser left); `other` for the rest.
+ */
+const STATUS_LABELS: ReadonlyMap<number, string> = new Map([...Object.keys(STATUS_CODES), '499'].map((code) => [Number(code), code]));
 
 export function statusLabel(status: number): string {
   return STATUS_LABELS.get(status) ?? OTHER;
@@ -119,7 +122,7 @@ export class Metrics {
     collectDefaultMetrics({ register: this.registry, prefix: 'token_handler_' });
     this.httpRequests = new HotCounter('token_handler_http_requests_total', 'HTTP requests handled, by route, method and status.', ['route', 'method', 'status'], registers);
     this.httpDuration = new HotHistogram('token_handler_http_request_duration_seconds', 'HTTP request latency by route.', ['route', 'method'], [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers);
-    this.proxyRequests = new HotCounter('token_handler_upstream_responses_total', 'Responses from upstream targets, by target and status (502/504 for failures).', ['target', 'status'], registers);
+    this.proxyRequests = new HotCounter('token_handler_upstream_responses_total', 'Responses from upstream targets, by target and status (502/504 for failures, 499 for requests cancelled because the browser left first).', ['target', 'status'], registers);
     this.proxyDuration = new HotHistogram('token_handler_upstream_duration_seconds', 'Upstream latency by target.', ['target'], [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers);
     this.logins = new Counter({ name: 'token_handler_logins_total', help: 'Login callbacks by client and outcome.', labelNames: ['client', 'outcome'], registers });
     this.logouts = new Counter({ name: 'token_handler_logouts_total', help: 'Logouts by client and kind (rp, backchannel, revoke).', labelNames: ['client', 'kind'], registers });

@@ -17,6 +17,7 @@ import type { Readable } from 'node:stream';
 import { Transform, type TransformCallback } from 'node:stream';
 import replyFrom, { type FastifyReplyFromHooks } from '@fastify/reply-from';
 import type { Dispatcher } from 'undici';
+import { BrowserLink, kBrowser } from './browserGone.ts';
 import { kUpstream, RoutingDispatcher, type RouteBuilder, type TargetTable } from './table.ts';
 import type { AppContext } from '../context.ts';
 import { statusLabel } from '../metrics.ts';
@@ -37,6 +38,8 @@ interface ProxyState {
   bodyTooLarge: boolean;
   /** The upstream call's span (tracing on): its traceparent goes upstream. */
   span: ClientSpan | null;
+  /** The upstream exchange tied to the browser's connection (src/proxy/browserGone.ts). */
+  browser: BrowserLink | null;
 }
 const kProxy = Symbol('token-handler.proxy');
 type ProxiedRequest = FastifyRequest & { [kProxy]: ProxyState | null };
@@ -199,15 +202,17 @@ function targetHandler(ctx: AppContext, plan: TargetPlan, pool: Dispatcher): Tar
         },
         // Fastify does not read a GET/HEAD body, so none is forwarded: neither may its length be.
         method === 'GET' || method === 'HEAD',
-      ) as typeof headers & { [kUpstream]?: Dispatcher };
+      ) as typeof headers & { [kUpstream]?: Dispatcher; [kBrowser]?: BrowserLink };
       if (span) {
         // The upstream's parent is this call's span, in the trace the browser's traceparent named (if valid).
         upstream.traceparent = span.traceparent;
         if (span.tracestate === undefined) delete upstream.tracestate;
         else upstream.tracestate = span.tracestate;
       }
-      // The routing dispatcher sends the request to this target's pool.
+      // The routing dispatcher sends the request to this target's pool, tied to the browser's connection.
       upstream[kUpstream] = pool;
+      const browser = (request as ProxiedRequest)[kProxy]?.browser;
+      if (browser) upstream[kBrowser] = browser;
       return upstream;
     },
     rewriteHeaders(upstream) {
@@ -377,14 +382,26 @@ function targetHandler(ctx: AppContext, plan: TargetPlan, pool: Dispatcher): Tar
       reply.setCookie(cookieName, ctx.sessions.sealCookie(session), ctx.cookies.attributes(secure, { httpOnly: true, expires: new Date(session.record.expiresAt) }));
     }
 
-    const state: ProxyState = { token: credential.token, startedAt: performance.now(), bodyTooLarge: false, span: null };
+    const state: ProxyState = { token: credential.token, startedAt: performance.now(), bodyTooLarge: false, span: null, browser: null };
     if (tracing) state.span = upstreamSpan(request, path);
+    state.browser = new BrowserLink(reply.raw, () => browserGone(request, state));
     (request as ProxiedRequest)[kProxy] = state;
     if (request.headers['content-length'] === undefined && request.body !== undefined) {
       // A chunked body has no declared size: count it as it streams and stop at the limit.
       request.body = limitBody(request.raw, request.body as Readable, maxBodyBytes, state);
     }
     return reply.from(path, fromOptions);
+  }
+
+  /**
+   * The browser closed its connection before the upstream answered: the upstream request is aborted
+   * (BrowserLink), and counted as nginx counts it, 499.
+   */
+  function browserGone(request: FastifyRequest, state: ProxyState): void {
+    duration.observe((performance.now() - state.startedAt) / 1000);
+    if (state.span) endSpan(state, undefined, 'browser_gone');
+    countResponse(499);
+    request.log.info({ target: target.id }, 'the browser left before the upstream answered: upstream request cancelled');
   }
 
   /** The upstream call's client span: `GET`, with the upstream URL (query values redacted) and the target. */

@@ -9,6 +9,7 @@
  */
 import { Dispatcher, Pool } from 'undici';
 import type { TargetConfig } from '../config/types.ts';
+import { BrowserLink, kBrowser } from './browserGone.ts';
 import { withDeadline } from './deadline.ts';
 import { isUrn, type ServiceDirectory } from './directory.ts';
 import { parseUpstreamBase } from './paths.ts';
@@ -24,13 +25,17 @@ export const kUpstream = Symbol('token-handler.upstream');
 
 /**
  * reply-from's one dispatcher: hands each request to the pool its headers name (rewriteRequestHeaders
- * puts it there; a symbol key is copied with the headers and never sent).
+ * puts it there; a symbol key is copied with the headers and never sent), tied to its browser's connection
+ * when they carry that link too.
  */
 export class RoutingDispatcher extends Dispatcher {
   override dispatch(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
-    const target = (options.headers as Record<symbol, unknown> | undefined)?.[kUpstream];
+    const headers = options.headers as Record<symbol, unknown> | undefined;
+    const target = headers?.[kUpstream];
     if (!(target instanceof Dispatcher)) throw new Error('no upstream pool was chosen for this request');
-    return target.dispatch(options, handler);
+    // Outside the pool's deadline and retry: a browser that leaves aborts both tries (src/proxy/browserGone.ts).
+    const browser = headers?.[kBrowser];
+    return target.dispatch(options, browser instanceof BrowserLink ? browser.attach(handler) : handler);
   }
 
   // The pools are the table's to close (TargetTable.close).

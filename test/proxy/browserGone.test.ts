@@ -1,0 +1,181 @@
+/**
+ * A browser that leaves before the upstream has answered cancels the upstream request (src/proxy/browserGone.ts),
+ * as Go's ReverseProxy and nginx do: the upstream sees its connection close instead of working on for
+ * nobody, the pooled connection is freed, and the request is counted as 499 with an info line. A browser
+ * that leaves once the response has begun changes nothing of that: the stream ends as before, no 499.
+ *
+ * The upstream is a real node:http server that holds each request until the test lets it go. Every target
+ * timeout is far longer than the test's own: only the cancellation can end a held request in time.
+ */
+import { request as httpRequest, createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { connect, type AddressInfo } from 'node:net';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { memoryLogger, startTokenHandler, type Running } from '../ops/support.ts';
+import { testConfig, testTarget } from '../support/config.ts';
+import { rawRequest } from './support.ts';
+
+const T = '/token-handler/v1/targets';
+/** Far beyond the test timeout (30 s): a held request that ends did not end by the deadline. */
+const LONG_TIMEOUT_MS = 600_000;
+
+interface Held {
+  path: string;
+  request: IncomingMessage;
+  response: ServerResponse;
+  /** Resolves when the upstream's side of the exchange closed. */
+  closed: Promise<void>;
+  isClosed(): boolean;
+}
+
+describe('a browser that leaves before the upstream answers', () => {
+  let upstream: Server;
+  let th: Running;
+  const logs = memoryLogger('info');
+  let held: Held[] = [];
+
+  beforeAll(async () => {
+    upstream = createServer((request, response) => {
+      if (request.url?.startsWith('/now')) return void response.end('{"ok":true}');
+      let isClosed = false;
+      const closed = new Promise<void>((resolve) =>
+        response.once('close', () => {
+          isClosed = true;
+          resolve();
+        }),
+      );
+      held.push({ path: request.url ?? '', request, response, closed, isClosed: () => isClosed });
+    });
+    await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
+    const port = (upstream.address() as AddressInfo).port;
+    th = await startTokenHandler(
+      testConfig({
+        logLevel: 'info',
+        targets: [
+          testTarget({ id: 'api', url: `http://127.0.0.1:${port}`, tokenRequirement: 'none', timeoutMs: LONG_TIMEOUT_MS }),
+          // One connection: a second request waits in the pool's queue while the first is held.
+          testTarget({ id: 'single', url: `http://127.0.0.1:${port}`, tokenRequirement: 'none', timeoutMs: LONG_TIMEOUT_MS, pool: { connections: 1, keepAliveTimeoutMs: 60_000, keepAliveMaxTimeoutMs: 600_000 } }),
+        ],
+      }),
+      { logger: logs.logger },
+    );
+  });
+
+  afterEach(() => {
+    for (const h of held) if (!h.isClosed()) h.response.destroy();
+    held = [];
+  });
+
+  afterAll(async () => {
+    await th?.app.close();
+    upstream?.closeAllConnections();
+    await new Promise((resolve) => upstream?.close(resolve));
+  });
+
+  async function cancelled(target: string): Promise<number> {
+    const text = (await rawRequest(th.base, '/metrics')).body;
+    return Number(new RegExp(`^token_handler_upstream_responses_total\\{target="${target}",status="499"\\} (\\d+)$`, 'm').exec(text)?.[1] ?? 0);
+  }
+
+  /** A browser's request, left hanging: `leave()` closes its connection. */
+  function browser(path: string): { leave(): void; response: Promise<IncomingMessage | undefined> } {
+    const req = httpRequest(`${th.base}${path}`, { agent: false });
+    const response = new Promise<IncomingMessage | undefined>((resolve) => {
+      req.once('response', resolve);
+      req.once('error', () => resolve(undefined));
+    });
+    req.end();
+    return { leave: () => req.destroy(), response };
+  }
+
+  it('the upstream request is aborted: the upstream sees its connection close, and it counts as 499', async () => {
+    const before = await cancelled('api');
+    const b = browser(`${T}/api/slow-report`);
+    await until(() => expect(held.map((h) => h.path)).toEqual(['/slow-report']));
+    b.leave();
+    // Without the cancellation this waits for the 10-minute target timeout, and the test times out.
+    await held[0]!.closed;
+    expect(held[0]!.request.destroyed).toBe(true);
+    await until(async () => expect(await cancelled('api')).toBe(before + 1));
+    const line = logs.lines().find((l) => l.msg === 'the browser left before the upstream answered: upstream request cancelled');
+    expect(line).toMatchObject({ level: 30, target: 'api' });
+    // Nothing worse than that was logged for it.
+    expect(logs.lines().filter((l) => typeof l.msg === 'string' && /upstream (unavailable|timed out)|response errored/.test(l.msg))).toEqual([]);
+  });
+
+  it('a request waiting for a pooled connection is dropped when its browser leaves, and never reaches the upstream', async () => {
+    const first = browser(`${T}/single/first`);
+    await until(() => expect(held.map((h) => h.path)).toEqual(['/first']));
+    const before = await cancelled('single');
+    // The pool's one connection is taken: this one waits in its queue.
+    const queued = browser(`${T}/single/queued`);
+    // By the time another connection's request is answered, the event loop has as good as surely taken this one
+    // to the pool's queue (its handler is synchronous: no session). Had it not, it is dropped all the same, in
+    // the handler: either way it must never reach the upstream.
+    expect((await rawRequest(th.base, '/healthz')).status).toBe(200);
+    expect(await cancelled('single')).toBe(before);
+    queued.leave();
+    await until(async () => expect(await cancelled('single')).toBe(before + 1));
+    // The first is answered: the connection is free, and the dropped request is not sent on it.
+    held[0]!.response.end('{"first":true}');
+    const res = await first.response;
+    expect(res?.statusCode).toBe(200);
+    const next = await rawRequest(th.base, `${T}/single/now`);
+    expect(next.status).toBe(200);
+    expect(held.map((h) => h.path)).toEqual(['/first']);
+  });
+
+  it('pipelined requests on one connection each reach the upstream, and are each cancelled when the browser leaves', async () => {
+    const before = await cancelled('api');
+    const socket = connect(Number(new URL(th.base).port), '127.0.0.1');
+    socket.on('error', () => {});
+    socket.write(`GET ${T}/api/first HTTP/1.1\r\nHost: x\r\n\r\nGET ${T}/api/second HTTP/1.1\r\nHost: x\r\n\r\n`);
+    // The second one's response waits behind the first's (it has no socket yet): it is not taken for gone.
+    await until(() => expect(held.map((h) => h.path).sort()).toEqual(['/first', '/second']));
+    expect(await cancelled('api')).toBe(before);
+    socket.destroy();
+    await Promise.all(held.map((h) => h.closed));
+    await until(async () => expect(await cancelled('api')).toBe(before + 2));
+  });
+
+  it('a browser that leaves once the response has begun ends the stream as before, and is no 499', async () => {
+    const before = await cancelled('api');
+    const b = browser(`${T}/api/stream`);
+    await until(() => expect(held.map((h) => h.path)).toEqual(['/stream']));
+    // Headers and a first chunk, then the upstream keeps the stream open.
+    held[0]!.response.writeHead(200, { 'content-type': 'text/event-stream' });
+    held[0]!.response.write('data: one\n\n');
+    const res = await b.response;
+    expect(res?.statusCode).toBe(200);
+    b.leave();
+    await held[0]!.closed;
+    expect(await cancelled('api')).toBe(before);
+  });
+
+  it('a browser that waits gets its answer, and the service keeps serving', async () => {
+    const before = await cancelled('api');
+    const b = browser(`${T}/api/patient`);
+    await until(() => expect(held.map((h) => h.path)).toEqual(['/patient']));
+    held[0]!.response.end('{"patient":true}');
+    const res = await b.response;
+    expect(res?.statusCode).toBe(200);
+    const body = await new Promise<string>((resolve) => {
+      let text = '';
+      res!.on('data', (chunk: Buffer) => (text += chunk.toString()));
+      res!.once('end', () => resolve(text));
+    });
+    expect(JSON.parse(body)).toEqual({ patient: true });
+    expect(await cancelled('api')).toBe(before);
+  });
+});
+
+/** Polls until `check` stops throwing (no deadline of its own: the test's timeout is the bound). */
+async function until(check: () => unknown): Promise<void> {
+  for (;;) {
+    try {
+      await check();
+      return;
+    } catch {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+  }
+}
