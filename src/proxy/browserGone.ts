@@ -5,9 +5,14 @@
  * holding one of the target's pooled connections, until the upstream answered (a long poll: up to the
  * target's timeout) and the answer was thrown away.
  *
- * Only before the response headers: once the response has begun it streams to the browser, and a browser
- * that leaves then already ends the upstream request (Fastify destroys the body stream it was piping, and
- * undici aborts the request with it).
+ * Only before the response headers: once the response has begun it goes to the browser as before (a
+ * streamed body ends with the browser's connection: Fastify destroys the stream it was piping, and undici
+ * aborts the request with it; a small body, read whole before it is sent, is read to its end).
+ *
+ * A request already written to the upstream is aborted, which closes its connection: that is how the
+ * upstream learns of it. One still waiting for a connection is failed as undici is about to write it,
+ * by throwing from onConnect: undici then drops it and keeps the connection for the next request
+ * (client-h1.js writeH1), where an abort would destroy that warm connection.
  *
  * The link rides on the request's header object under a symbol (copied with the headers, never sent), as
  * the routing dispatcher's choice of pool does (src/proxy/table.ts); the dispatcher puts it outside the
@@ -42,7 +47,7 @@ export class BrowserLink implements Handler {
   #inner: Handler | undefined;
   #abort: Abort | undefined;
   #gone: BrowserGoneError | undefined;
-  /** The response headers arrived, or the exchange ended: the browser's leaving is no longer ours. */
+  /** The response (its final, non-1xx headers) began, or the exchange ended: the browser's leaving is no longer ours. */
   #settled = false;
 
   /** `onGone` runs once, when the browser leaves before the upstream's answer (the exchange is then aborted). */
@@ -55,6 +60,11 @@ export class BrowserLink implements Handler {
     else response.once('close', () => (response.writableFinished ? undefined : this.#leave()));
   }
 
+  /** Whether the browser left before the upstream answered (then nothing more is to be sent for it). */
+  get gone(): boolean {
+    return this.#gone !== undefined;
+  }
+
   /** The handler to dispatch the exchange with (once). */
   attach(inner: Handler): Handler {
     this.#inner = inner;
@@ -64,13 +74,14 @@ export class BrowserLink implements Handler {
   #leave(): void {
     if (this.#settled || this.#gone) return;
     this.#gone = new BrowserGoneError();
-    this.#onGone();
-    // Not yet started (queued for a connection): aborted in onConnect.
+    // Not yet started (queued for a connection): failed in onConnect.
     this.#abort?.(this.#gone);
+    this.#onGone();
   }
 
   onConnect(abort: Abort, context?: object): void {
-    if (this.#gone) return abort(this.#gone);
+    // Thrown, not aborted: undici fails the request unwritten and keeps the connection (see above).
+    if (this.#gone) throw this.#gone;
     this.#abort = abort;
     // undici passes a context too (its types do not say so); the request handler keeps it.
     (this.#inner?.onConnect as ((abort: Abort, context?: object) => void) | undefined)?.call(this.#inner, abort, context);
@@ -86,7 +97,8 @@ export class BrowserLink implements Handler {
   }
 
   onHeaders(statusCode: number, headers: Buffer[], resume: () => void, statusText: string): boolean {
-    this.#settled = true;
+    // A 1xx (103 Early Hints) is not the answer: the browser may still leave before it.
+    if (statusCode >= 200) this.#settled = true;
     return this.#inner?.onHeaders?.(statusCode, headers, resume, statusText) ?? true;
   }
 

@@ -385,6 +385,8 @@ function targetHandler(ctx: AppContext, plan: TargetPlan, pool: Dispatcher): Tar
     const state: ProxyState = { token: credential.token, startedAt: performance.now(), bodyTooLarge: false, span: null, browser: null };
     if (tracing) state.span = upstreamSpan(request, path);
     state.browser = new BrowserLink(reply.raw, () => browserGone(request, state));
+    // It left while the session was looked up: nothing to send, nobody to answer (it is counted already).
+    if (state.browser.gone) return reply;
     (request as ProxiedRequest)[kProxy] = state;
     if (request.headers['content-length'] === undefined && request.body !== undefined) {
       // A chunked body has no declared size: count it as it streams and stop at the limit.
@@ -398,10 +400,15 @@ function targetHandler(ctx: AppContext, plan: TargetPlan, pool: Dispatcher): Tar
    * (BrowserLink), and counted as nginx counts it, 499.
    */
   function browserGone(request: FastifyRequest, state: ProxyState): void {
-    duration.observe((performance.now() - state.startedAt) / 1000);
-    if (state.span) endSpan(state, undefined, 'browser_gone');
-    countResponse(499);
-    request.log.info({ target: target.id }, 'the browser left before the upstream answered: upstream request cancelled');
+    // Runs in the response's 'close' listener: nothing may escape it.
+    try {
+      duration.observe((performance.now() - state.startedAt) / 1000);
+      if (state.span) endSpan(state, undefined, 'browser_gone');
+      countResponse(499);
+      request.log.info({ target: target.id }, 'the browser left before the upstream answered: upstream request cancelled');
+    } catch (err) {
+      request.log.error({ err }, 'could not account for a request whose browser left');
+    }
   }
 
   /** The upstream call's client span: `GET`, with the upstream URL (query values redacted) and the target. */
