@@ -37,11 +37,14 @@ describe('an upstream that closes a kept-alive connection without answering', ()
   let connections = 0;
   let seen: Seen[] = [];
   const sockets = new Set<Socket>();
+  /** Each upstream connection by its number. */
+  const byConnection = new Map<number, Socket>();
 
   beforeAll(async () => {
     server = createServer((socket) => {
       const connection = connections++;
       sockets.add(socket);
+      byConnection.set(connection, socket);
       socket.once('close', () => sockets.delete(socket));
       socket.on('error', () => {});
       let buffered = '';
@@ -221,7 +224,7 @@ describe('an upstream that closes a kept-alive connection without answering', ()
     expect(answeredAt - (await reference)).toBeLessThan(LATE_CLOSE_MS / 2);
   });
 
-  it('a browser that leaves while the retry waits for its answer changes nothing: the same process serves on', async () => {
+  it('a browser that leaves while the retry waits for its answer cancels the retry, and the process serves on', async () => {
     const warm = await warmConnection();
     behaviour = (connection, n) => (connection === warm && n === 1 ? 'close' : connection === warm ? 'answer' : 'hang');
     const before = await retries();
@@ -230,7 +233,10 @@ describe('an upstream that closes a kept-alive connection without answering', ()
     browser.end();
     // The lost try and the retry have both reached the upstream: the browser goes.
     await waitFor(() => seen.length === 3);
+    const retriedOn = byConnection.get(seen[2]!.connection)!;
     browser.destroy();
+    // The retry is aborted with the browser's request (src/proxy/browserGone.ts): its connection closes.
+    await waitFor(() => retriedOn.destroyed || retriedOn.readableEnded);
     expect(await retries()).toBe(before + 1);
     behaviour = () => 'answer';
     const res = await rawRequest(th.base, `${T}/api/after`);
