@@ -19,7 +19,7 @@
 import { readFileSync } from 'node:fs';
 import type { LoadResult, ProxyCaseResult } from './run.ts';
 import type { StoreKind } from './subject.ts';
-import { APACHE_ALL_CORES, NGINX_NOOP, NGINX_UNIX, tokenHandlerCase, type CaseName } from './targets.ts';
+import { APACHE_ALL_CORES, median, NGINX_NOOP, NGINX_UNIX, tokenHandlerCase, type CaseName } from './targets.ts';
 
 /** The machine's CPU time so far (/proc/stat's first line, in clock ticks), or undefined off Linux. */
 export interface CpuTimes {
@@ -82,12 +82,6 @@ export interface CeilingCheck {
 }
 
 const round = (n: number, digits = 3): number => Math.round(n * 10 ** digits) / 10 ** digits;
-const median = (values: number[]): number => {
-  const sorted = values.filter((v) => Number.isFinite(v)).sort((a, b) => a - b);
-  if (sorted.length === 0) return Number.NaN;
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-};
 const finite = (n: number, digits = 3): number | null => (Number.isFinite(n) ? round(n, digits) : null);
 
 /** CPU per request of everything a round ran (proxy + load generator + upstream), NaN when a part is missing. */

@@ -39,7 +39,7 @@ import { dirname, join } from 'node:path';
 import { createHistogram, performance } from 'node:perf_hooks';
 import { storeUrls } from './cli.ts';
 import { ceilingChecks, ceilingTable, machineShare, readCpuTimes, type CeilingCheck } from './ceiling.ts';
-import { APACHE_ALL_CORES, NGINX_NOOP, NGINX_UNIX, isAllCores, targetChecks, targetsTable, tokenHandlerCase, workerList, type CaseName, type TargetCheck } from './targets.ts';
+import { APACHE_ALL_CORES, NGINX_NOOP, NGINX_UNIX, isAllCores, median, targetChecks, targetsTable, tokenHandlerCase, workerGroup, workerList, type CaseName, type TargetCheck } from './targets.ts';
 import { ensureApache, loginApache, processTree } from './peers.ts';
 import { probeNginx } from '../test/support/nginx.ts';
 import { canSetAffinity, HERE, login, setAffinity, startChild, TARGET_PATH, type Child } from './children.ts';
@@ -282,13 +282,6 @@ async function fixedRateLoad(url: string, headers: Record<string, string>, conne
     p999Ms: round(histogram.percentile(99.9) / 1000, 3),
   };
 }
-
-const median = (values: number[]): number => {
-  const sorted = values.filter((v) => Number.isFinite(v)).sort((a, b) => a - b);
-  if (sorted.length === 0) return Number.NaN;
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-};
 
 // ---------------------------------------------------------------------------------------------------
 // Parts
@@ -741,7 +734,7 @@ async function main(): Promise<void> {
         try {
           result.proxy = await proxyBenchmark(options, fixtures, subjects, log, placement);
           result.targets = targetChecks(result.proxy, options.stores, options.workers, options.pin);
-          result.ceilings = ceilingChecks(result.proxy, options.stores, options.workers.includes('auto') ? 'auto' : options.workers.find((w) => w !== '1'));
+          result.ceilings = ceilingChecks(result.proxy, options.stores, workerGroup(options.workers));
         } finally {
           if (options.pin) {
             for (const pid of [process.pid, fixtures.process.pid!, ...[...subjects.values()].flatMap((c) => processTree(c.process.pid!))]) setAffinity(pid, `0-${last}`);

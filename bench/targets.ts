@@ -37,7 +37,8 @@ export function workerList(value: string): string[] {
 }
 
 const round = (n: number, digits: number): number => Math.round(n * 10 ** digits) / 10 ** digits;
-const median = (values: number[]): number => {
+/** The median of the finite values (NaN when there are none), shared by the bench's summaries. */
+export const median = (values: number[]): number => {
   const sorted = values.filter((v) => Number.isFinite(v)).sort((a, b) => a - b);
   if (sorted.length === 0) return Number.NaN;
   const mid = Math.floor(sorted.length / 2);
@@ -76,9 +77,14 @@ export interface TargetCheck {
  * token-handler's own proxy with one worker; one worker against the bare proxy; the p99 that one worker adds
  * at the fixed rate. Cases that were not measured give `value: null`.
  */
+/** The worker group the targets compare with Apache all-cores: `auto`, or else the first other than 1. */
+export function workerGroup(workers: readonly string[]): string | undefined {
+  return workers.includes('auto') ? 'auto' : workers.find((w) => w !== '1');
+}
+
 export function targetChecks(rows: ProxyCaseResult[], stores: StoreKind[], workers: string[], pin: boolean): TargetCheck[] {
   const byName = new Map(rows.map((r) => [r.case, r]));
-  const group = workers.includes('auto') ? 'auto' : workers.find((w) => w !== '1');
+  const group = workerGroup(workers);
   const checks: TargetCheck[] = [];
   const perRound = (a: ProxyCaseResult | undefined, b: ProxyCaseResult | undefined, pick: (x: LoadResult) => number | undefined): number | null => {
     if (!a || !b || a.rounds.length === 0 || a.rounds.length !== b.rounds.length) return null;

@@ -1,39 +1,19 @@
 import { describe, expect, it } from 'vitest';
 import { ceilingChecks, ceilingTable, machineCpu, machineShare, readCpuTimes } from '../../bench/ceiling.ts';
-import type { LoadResult, ProxyCaseResult } from '../../bench/run.ts';
-import { isAllCores, type CaseName } from '../../bench/targets.ts';
+import type { ProxyCaseResult } from '../../bench/run.ts';
+import type { CaseName } from '../../bench/targets.ts';
+import { caseResult, loadResult } from './support.ts';
 
 /** A round: req/s, and CPU µs per request of the proxy, the load generator and the upstream; the machine's busy share. */
 type Round = [rps: number, proxy: number, loadGen: number, upstream: number, busy?: number];
 
 function row(name: CaseName, rounds: Round[]): ProxyCaseResult {
-  const results: LoadResult[] = rounds.map(([rps, proxy, loadGen, upstream, busy]) => ({
-    rps,
-    requests: rps,
-    non2xx: 0,
-    errors: 0,
-    p50Ms: 1,
-    p99Ms: 2,
-    p999Ms: 3,
-    cpuUsPerRequest: proxy,
-    loadCpuUsPerRequest: loadGen,
-    upstreamCpuUsPerRequest: upstream,
-    ...(busy === undefined ? {} : { machineBusy: busy, machineSteal: 0.01 }),
-  }));
-  return {
-    ...results[0]!,
-    case: name,
-    allCores: isAllCores(name),
-    ratioToBare: null,
-    ratioOfMedians: null,
-    cpuRatioToBare: null,
-    bestRatioToBare: null,
-    bestCpuRatioToBare: null,
-    addedP99Ms: null,
-    rssMb: null,
-    rounds: results,
-    atRate: null,
-  };
+  return caseResult(
+    name,
+    rounds.map(([rps, proxy, loadGen, upstream, busy]) =>
+      loadResult(rps, { cpuUsPerRequest: proxy, loadCpuUsPerRequest: loadGen, upstreamCpuUsPerRequest: upstream, ...(busy === undefined ? {} : { machineBusy: busy, machineSteal: 0.01 }) }),
+    ),
+  );
 }
 
 describe('what the CPU figures allow (bench/ceiling.ts)', () => {

@@ -1,28 +1,19 @@
 import { describe, expect, it } from 'vitest';
 import type { LoadResult, ProxyCaseResult } from '../../bench/run.ts';
 import { isAllCores, targetChecks, targetsTable, tokenHandlerCase, workerList, type CaseName } from '../../bench/targets.ts';
+import { caseResult, loadResult } from './support.ts';
 
-const load = (rps: number, cpuUsPerRequest?: number): LoadResult => ({ rps, requests: rps, non2xx: 0, errors: 0, p50Ms: 1, p99Ms: 2, p999Ms: 3, ...(cpuUsPerRequest === undefined ? {} : { cpuUsPerRequest }) });
+const load = (rps: number, cpuUsPerRequest?: number): LoadResult => loadResult(rps, cpuUsPerRequest === undefined ? {} : { cpuUsPerRequest });
 
 /** A case as the proxy benchmark summarises it, from its rounds (req/s and CPU µs per request, round by round). */
 function row(name: CaseName, rounds: [number, number?][], addedP99AtRate: number | null = null): ProxyCaseResult {
-  return {
-    ...load(0),
-    case: name,
-    allCores: isAllCores(name),
-    ratioToBare: null,
-    ratioOfMedians: null,
-    cpuRatioToBare: null,
-    bestRatioToBare: null,
-    bestCpuRatioToBare: null,
-    addedP99Ms: null,
-    rssMb: null,
-    rounds: rounds.map(([rps, cpu]) => load(rps, cpu)),
-    atRate:
-      addedP99AtRate === null
-        ? null
-        : { rate: 1000, p50Ms: 1, p99Ms: 2, p999Ms: 3, addedP50Ms: 0, addedP99Ms: addedP99AtRate, scavengeMeanMs: null, scavengeMaxMs: null, promotedMbPer10k: null, loopDelayP99Ms: null, rounds: [] },
-  };
+  return caseResult(
+    name,
+    rounds.map(([rps, cpu]) => load(rps, cpu)),
+    addedP99AtRate === null
+      ? null
+      : { rate: 1000, p50Ms: 1, p99Ms: 2, p999Ms: 3, addedP50Ms: 0, addedP99Ms: addedP99AtRate, scavengeMeanMs: null, scavengeMaxMs: null, promotedMbPer10k: null, loopDelayP99Ms: null, rounds: [] },
+  );
 }
 
 describe('bench targets (issue 24.3)', () => {
