@@ -51,6 +51,11 @@ export interface BuildOptions {
   sweeper?: boolean;
   /** This process is a worker of a --workers group (src/cluster/worker.ts). */
   worker?: WorkerLink;
+  /**
+   * The clock sessions are judged by: creation, idle and absolute lifetimes, refresh due, the sweep (default
+   * Date.now). Tests move it instead of sleeping past a lifetime.
+   */
+  now?: () => number;
 }
 
 export interface TokenHandlerApp {
@@ -146,6 +151,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
     log: app.log,
     refresher: createRefresher(registry, app.log),
     onRefresh: (client, outcome) => metrics.refreshes.inc({ client, outcome }),
+    now: options.now,
   });
   const ctx: AppContext = { config, store, registry, sessions, sealer, cookies: new CookiePolicy(config), metrics, origins: new OriginResolver(config) };
 
