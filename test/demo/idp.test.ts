@@ -6,6 +6,7 @@ import type { DevIdp } from '../../src/demo/idp.ts';
 import { createBrowser } from '../support/http.ts';
 import { LoginFailedError, loginAtDevIdp, logoutAtDevIdp } from '../support/login.ts';
 import { discoverDevIdp, runCodeFlow, startCallbackServer } from '../support/oidc-rp.ts';
+import { eventually } from '../support/reload.ts';
 import type { CallbackServer } from '../support/oidc-rp.ts';
 
 describe('dev IdP', () => {
@@ -276,7 +277,9 @@ describe('dev IdP options', () => {
   });
 
   it('refreshTokenReuseIntervalSec honours a rotated refresh token within the interval, and only then', async () => {
-    const idp = await startDevIdp({ refreshTokenReuseIntervalSec: 1 });
+    // Long enough that the second presentation comes within it however slow the machine (consumption is
+    // recorded in whole seconds, so a 1 s interval could already be over at once); shortened below.
+    const idp = await startDevIdp({ refreshTokenReuseIntervalSec: 30 });
     const cb = await startCallbackServer();
     try {
       const config = await discoverDevIdp({ issuer: idp.issuer });
@@ -291,6 +294,7 @@ describe('dev IdP options', () => {
       await expect(client.refreshTokenGrant(config, again.refresh_token!)).resolves.toMatchObject({ access_token: expect.any(String) });
       expect(idp.refreshGrants.map((g) => g.grantId)).toEqual(Array(3).fill(idp.refreshGrants[0]!.grantId));
       // Past the interval, reuse is reuse: refused and the grant revoked.
+      idp.setRefreshTokenReuseInterval(1);
       await new Promise((r) => setTimeout(r, 1100));
       await expect(client.refreshTokenGrant(config, rt1)).rejects.toMatchObject({ error: 'invalid_grant' });
       expect(idp.refreshReuseCount).toBe(1);
@@ -308,15 +312,15 @@ describe('dev IdP options', () => {
       const { tokens } = await runCodeFlow(config, createBrowser(), cb);
       expect(tokens.expires_in).toBe(60);
       idp.setAccessTokenTtl(7);
-      idp.setRefreshResponseDelay(400);
-      const started = Date.now();
-      const pending = client.refreshTokenGrant(config, tokens.refresh_token!);
-      // The grant is carried out (the old refresh token consumed) before the answer leaves.
-      await new Promise((r) => setTimeout(r, 200));
-      expect(idp.refreshGrantCount).toBe(1);
+      const DELAY_MS = 1000;
+      idp.setRefreshResponseDelay(DELAY_MS);
+      const pending = client.refreshTokenGrant(config, tokens.refresh_token!).then((answer) => ({ answer, at: Date.now() }));
+      // The grant is carried out (the old refresh token consumed) before the answer leaves: at least the delay
+      // before it (timestamps, so a slow machine cannot blur the order).
+      await eventually(async () => idp.refreshGrantCount === 1, 'the refresh grant');
       expect(idp.refreshTokenState(tokens.refresh_token!)).toBe('consumed');
-      const refreshed = await pending;
-      expect(Date.now() - started).toBeGreaterThanOrEqual(400);
+      const { answer: refreshed, at } = await pending;
+      expect(at - idp.refreshGrants[0]!.at).toBeGreaterThanOrEqual(DELAY_MS - 5);
       expect(refreshed.expires_in).toBe(7);
       expect(decodeJwt(refreshed.access_token).exp! - decodeJwt(refreshed.access_token).iat!).toBe(7);
     } finally {

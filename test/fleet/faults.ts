@@ -11,6 +11,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DevIdp } from '../../src/demo/idp.ts';
 import type { DemoUpstream } from '../../src/demo/upstream.ts';
+import { LEASE_MS, TAKEOVER_WATCH_MS } from '../../src/session/lease.ts';
 import { startTcpProxy, type TcpProxy } from '../store/net.ts';
 import { createBrowser } from '../support/http.ts';
 import { echo, fleetConfigFile, login, sessionCount, sleep, startIdpAndUpstream, startInstance, within, type FleetBackend, type Instance, type StoreNamespace } from './support.ts';
@@ -18,12 +19,32 @@ import { echo, fleetConfigFile, login, sessionCount, sleep, startIdpAndUpstream,
 const ACCESS_TTL_SEC = 4;
 const HALF_LIFE_MS = (ACCESS_TTL_SEC * 1000) / 2;
 const OUTAGE_MS = 10_000;
-/** What docs/fleet.md promises after the holder of a refresh dies. */
-const TAKEOVER_BOUND_MS = 5_000;
+/** How many refreshes of each session the half-life test waits for (the traffic runs as long as they take). */
+const REFRESHES = 3;
+/**
+ * After kill -9 of the instance holding a refresh, another takes its lease over once the lease has lapsed
+ * (LEASE_MS after its last renewal, at most) and it has watched it lapsed and unrenewed for
+ * TAKEOVER_WATCH_MS (src/session/lease.ts). Never sooner than the watch: the watch is what keeps a store
+ * outage from causing a takeover. There is no exact upper bound: a watch interrupted for longer than 1.5 s
+ * (store errors, a stalled event loop on a loaded machine) starts again. The bound is the lapse and the
+ * watch back to back plus 12 s of slack for a slow machine (the IdP call, the store, a restarted watch):
+ * 18 s, far below what a waiter that never takes over waits before giving up (five --oidc_timeout and
+ * more). Being made of the lease's constants, it moves with them.
+ */
+const TAKEOVER_BOUND_MS = LEASE_MS + TAKEOVER_WATCH_MS + 12_000;
+
+/** One request of a Traffic: when it was sent and answered (Date.now(), the clock of the IdP and the instances too). */
+interface Sent {
+  sentAt: number;
+  answeredAt: number;
+  status: number;
+  token: string | undefined;
+}
 
 /** Requests with one session, round-robin over instances, one at a time, until stopped. */
 class Traffic {
   readonly statuses = new Map<number, number>();
+  readonly log: Sent[] = [];
   #running = true;
   readonly #done: Promise<void>;
 
@@ -31,10 +52,12 @@ class Traffic {
     this.#done = (async () => {
       for (let i = 0; this.#running; i += 1) {
         const list = bases();
-        const result = await echo(list[i % list.length]!, cookie).catch(() => ({ status: -1, valid: false }));
+        const sentAt = Date.now();
+        const result = await echo(list[i % list.length]!, cookie).catch(() => ({ status: -1, valid: false, token: undefined }));
         // A 200 with a token the upstream refused would be a failure too.
         const status = result.status === 200 && !result.valid ? -2 : result.status;
         this.statuses.set(status, (this.statuses.get(status) ?? 0) + 1);
+        this.log.push({ sentAt, answeredAt: Date.now(), status, token: result.token });
         await sleep(gapMs);
       }
     })();
@@ -49,6 +72,24 @@ class Traffic {
 
 function unexpected(statuses: Map<number, number>, allowed: number[]): number[] {
   return [...statuses.keys()].filter((s) => !allowed.includes(s));
+}
+
+/**
+ * The access tokens one session's traffic was served, in order (a token, once replaced, never comes back):
+ * each with the requests that carried it, and the window in which the instance asked the IdP for it, as
+ * the traffic saw it: `requestedFrom` is no later than that token request was sent and `receivedBy` no
+ * earlier than its answer arrived. A refresh is made for the request that needs it, which waits for it, so
+ * a token's window is its first request's; the first token's may instead be the login's, which began
+ * before (`loginFrom`) and ended before that first request was answered.
+ */
+function tokenRuns(log: readonly Sent[], loginFrom: number): { requestedFrom: number; receivedBy: number; sentAt: number[] }[] {
+  const runs: { token: string | undefined; requestedFrom: number; receivedBy: number; sentAt: number[] }[] = [];
+  for (const sent of log) {
+    const last = runs.at(-1);
+    if (last && last.token === sent.token) last.sentAt.push(sent.sentAt);
+    else runs.push({ token: sent.token, requestedFrom: runs.length === 0 ? loginFrom : sent.sentAt, receivedBy: sent.answeredAt, sentAt: [sent.sentAt] });
+  }
+  return runs;
 }
 
 export function faultSuite(backend: FleetBackend): void {
@@ -81,32 +122,49 @@ export function faultSuite(backend: FleetBackend): void {
     });
 
     it('refreshes about once per half-life of the access token, not on every request', async () => {
-      const cookies = [await login(createBrowser(), fleet[0]!.base), await login(createBrowser(), fleet[1]!.base)];
+      const sessions: { cookie: string; loginFrom: number }[] = [];
+      for (const instance of fleet.slice(0, 2)) {
+        const loginFrom = Date.now();
+        sessions.push({ cookie: await login(createBrowser(), instance.base), loginFrom });
+      }
       idp.resetCounters();
-      const started = Date.now();
-      const traffic = cookies.map((cookie) => new Traffic(cookie, bases));
-      await sleep(4 * HALF_LIFE_MS + 500);
-      const statuses = await Promise.all(traffic.map((t) => t.stop()));
-      const elapsed = Date.now() - started;
+      const traffic = sessions.map(({ cookie }) => new Traffic(cookie, bases));
+      let statuses: Map<number, number>[];
+      try {
+        // As long as that takes on this machine: what is checked below is timed by the traffic itself.
+        await within(60_000, async () => traffic.every((t, i) => tokenRuns(t.log, sessions[i]!.loginFrom).length > REFRESHES), `not every session was refreshed ${REFRESHES} times`);
+      } finally {
+        statuses = await Promise.all(traffic.map((t) => t.stop()));
+      }
 
       for (const s of statuses) expect(unexpected(s, [200])).toEqual([]);
       const requests = statuses.reduce((n, s) => n + (s.get(200) ?? 0), 0);
-      const byGrant = Map.groupBy(idp.refreshGrants, (g) => g.grantId);
-      expect(byGrant.size).toBe(2);
-      for (const grants of byGrant.values()) {
-        const gaps = grants.slice(1).map((g, i) => g.at - grants[i]!.at);
-        // Never before half the lifetime (a little slack: the IdP stamps its grant before we receive it).
-        for (const gap of gaps) expect(gap).toBeGreaterThanOrEqual(HALF_LIFE_MS - 100);
-        // And not much later either: the next request after the half-life refreshes.
-        gaps.sort((x, y) => x - y);
-        expect(gaps[Math.floor(gaps.length / 2)]).toBeLessThan(1.6 * HALF_LIFE_MS);
-        expect(grants.length).toBeGreaterThanOrEqual(2);
-        expect(grants.length).toBeLessThanOrEqual(Math.ceil(elapsed / HALF_LIFE_MS) + 1);
+      const runs = traffic.map((t, i) => tokenRuns(t.log, sessions[i]!.loginFrom));
+      for (const tokens of runs) {
+        for (const [j, run] of tokens.entries()) {
+          // Never before half the lifetime: the token was due no sooner than half a lifetime after the one it
+          // replaced was asked for (a refresh on every request would come one request after it).
+          if (j > 0) expect(run.receivedBy - tokens[j - 1]!.requestedFrom, `token ${j} came after token ${j - 1} too soon`).toBeGreaterThanOrEqual(HALF_LIFE_MS);
+          // And the first request sent after the half-life refreshes: it was due by then (half a lifetime
+          // after it arrived, at the latest), so no request sent from then on was still given this token.
+          const late = run.sentAt.filter((at) => at >= run.receivedBy + HALF_LIFE_MS).length;
+          expect(late, `requests still given token ${j} half its lifetime after it arrived`).toBe(0);
+        }
       }
-      console.info(`[fleet faults] ${backend.name}: ${requests} requests, ${idp.refreshGrantCount} refresh grants, gaps ${[...byGrant.values()].map((g) => g.slice(1).map((x, i) => x.at - g[i]!.at).join('/')).join(' and ')} ms (token lifetime ${ACCESS_TTL_SEC * 1000} ms)`);
-      expect(idp.refreshGrantCount).toBeLessThan(requests / 5);
+      // Every refresh the IdP carried out was the one a request waited for and was served (the first of a
+      // session's tokens the traffic saw may have been a refresh already, or the login's).
+      const changes = runs.reduce((n, tokens) => n + tokens.length - 1, 0);
+      expect(idp.refreshGrantCount).toBeGreaterThanOrEqual(changes);
+      expect(idp.refreshGrantCount).toBeLessThanOrEqual(changes + sessions.length);
+      const byGrant = Map.groupBy(idp.refreshGrants, (g) => g.grantId);
+      expect(byGrant.size).toBe(sessions.length);
+      console.info(
+        `[fleet faults] ${backend.name}: ${requests} requests, ${idp.refreshGrantCount} refresh grants, ` +
+          `requests per token ${runs.map((tokens) => tokens.map((r) => r.sentAt.length).join('/')).join(' and ')}, ` +
+          `gaps between grants ${[...byGrant.values()].map((g) => g.slice(1).map((x, i) => x.at - g[i]!.at).join('/')).join(' and ')} ms (token lifetime ${ACCESS_TTL_SEC * 1000} ms)`,
+      );
       expect(idp.refreshReuseCount).toBe(0);
-    });
+    }, 120_000);
 
     it('a store outage of 10 s while refreshes are in flight loses no session and reuses no refresh token', async () => {
       // 10 s tokens here: an answer held 3 s still brings a token with most of its life ahead (a token
@@ -169,22 +227,28 @@ export function faultSuite(backend: FleetBackend): void {
       }
     }
 
-    it('after kill -9 of the instance holding a refresh, the others serve the session within 5 s (IdP reuse interval: nothing lost)', async () => {
+    it('after kill -9 of the instance holding a refresh, the others serve the session again once they have watched its lease lapse (IdP reuse interval: nothing lost)', async () => {
       idp.setRefreshTokenReuseInterval(60);
       const [holder, ...others] = alive();
       const cookie = await login(createBrowser(), holder!.base);
       idp.resetCounters();
       const killedAt = await killHolderMidRefresh(cookie, holder!);
-      const served = await within(TAKEOVER_BOUND_MS + 2_000, async () => (await echo(others[0]!.base, cookie)).valid, 'the session was not served again');
+      // The others are asked only once the dead holder's lease has lapsed (LEASE_MS after its last renewal,
+      // which was before the kill), so what they wait is the watch alone: they must not cut it short.
+      await sleep(LEASE_MS);
+      const askedAt = Date.now();
+      await within(TAKEOVER_BOUND_MS, async () => (await echo(others[0]!.base, cookie)).valid, 'the session was not served again');
       const took = Date.now() - killedAt;
-      console.info(`[fleet faults] ${backend.name}: the session was served again ${took} ms after kill -9 of its refresh holder`);
-      expect(took, `served again after ${took} ms (first 200 after ${served} ms of polling)`).toBeLessThan(TAKEOVER_BOUND_MS);
+      const waited = Date.now() - askedAt;
+      console.info(`[fleet faults] ${backend.name}: the session was served again ${took} ms after kill -9 of its refresh holder, ${waited} ms after the others were first asked (${askedAt - killedAt} ms after the kill)`);
+      expect(waited, `served again ${waited} ms after the others were first asked: sooner than the takeover watch`).toBeGreaterThanOrEqual(TAKEOVER_WATCH_MS);
+      expect(took, `served again ${took} ms after the kill`).toBeLessThan(TAKEOVER_BOUND_MS);
       expect((await echo(others[1]!.base, cookie)).valid).toBe(true);
       // The refresh token the dead instance had presented was presented again, and the IdP honoured it.
       expect(idp.refreshReuseToleratedCount).toBe(1);
       expect(idp.refreshReuseCount).toBe(0);
       expect(await sessionCount(others[1]!.base, cookie)).toBe(1);
-    });
+    }, 60_000);
 
     it('without a reuse interval the same takeover ends the session (the IdP revokes the grant): log in again', async () => {
       idp.setRefreshTokenReuseInterval(0);
@@ -192,12 +256,14 @@ export function faultSuite(backend: FleetBackend): void {
       const cookie = await login(createBrowser(), holder!.base);
       idp.resetCounters();
       const killedAt = await killHolderMidRefresh(cookie, holder!);
-      await within(TAKEOVER_BOUND_MS + 2_000, async () => (await echo(survivor!.base, cookie)).status === 401, 'the session was not ended');
+      await within(TAKEOVER_BOUND_MS, async () => (await echo(survivor!.base, cookie)).status === 401, 'the session was not ended');
       const took = Date.now() - killedAt;
       console.info(`[fleet faults] ${backend.name}: without a reuse interval the session ended ${took} ms after kill -9 of its refresh holder`);
-      expect(took).toBeLessThan(TAKEOVER_BOUND_MS);
+      // Asked at once: the lease lapsing and the watch overlap, and the watch began after the kill.
+      expect(took, `ended ${took} ms after the kill: sooner than the takeover watch`).toBeGreaterThanOrEqual(TAKEOVER_WATCH_MS);
+      expect(took, `ended ${took} ms after the kill`).toBeLessThan(TAKEOVER_BOUND_MS);
       expect(idp.refreshReuseCount).toBe(1);
       expect(await sessionCount(survivor!.base, cookie)).toBe(0);
-    });
+    }, 60_000);
   });
 }

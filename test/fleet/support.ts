@@ -119,6 +119,8 @@ export interface FleetBackend extends StoreBackend {
  */
 export const ACCESS_TOKEN_TTL_SEC = 300;
 export const SHORT_TTL_SEC = 2;
+/** The instances' --refresh_skew (the default): a token is due when less than min(skew, half its lifetime) is left. */
+export const REFRESH_SKEW_SEC = 30;
 
 /**
  * A real OP that rotates refresh tokens (reuse of a rotated one is counted and fails), issuing access tokens
@@ -135,19 +137,30 @@ export async function startIdpAndUpstream(accessTokenTtlSec = ACCESS_TOKEN_TTL_S
 }
 
 /**
- * Logs a browser in through `base` while the IdP issues SHORT_TTL_SEC access tokens (long ones again
- * after); returns the session cookie and when its token is due for refresh: half a lifetime after it was
- * issued, which was before the login returned (and 100 ms more).
+ * Logs a browser in through `base` while the IdP issues `ttlSec` access tokens (long ones again after);
+ * returns the session cookie and when its token is due for refresh at the latest: the instances (default
+ * --refresh_skew) refresh a token when less than min(REFRESH_SKEW_SEC, half its lifetime) is left, and it
+ * was issued before the login returned (100 ms more for good measure). Waiting for refreshDueAt cannot
+ * race: a late timer only finds the token more surely due. Using the session before refreshDueAt can: a
+ * request that lands after the real due time (earlier than refreshDueAt) refreshes. The default 2 s token
+ * (due 1 s after it was issued) is for callers that send nothing before refreshDueAt; a caller that does
+ * asks for a `ttlSec` long enough that a slow machine cannot reach the due time meanwhile.
  */
-export async function loginShortLived(idp: DevIdp, base: string, browser: Browser): Promise<{ cookie: string; refreshDueAt: number }> {
-  idp.setAccessTokenTtl(SHORT_TTL_SEC);
+export async function loginShortLived(
+  idp: DevIdp,
+  base: string,
+  browser: Browser,
+  ttlSec = SHORT_TTL_SEC,
+): Promise<{ cookie: string; refreshDueAt: number }> {
+  idp.setAccessTokenTtl(ttlSec);
   let cookie: string;
   try {
     cookie = await login(browser, base);
   } finally {
     idp.setAccessTokenTtl(ACCESS_TOKEN_TTL_SEC);
   }
-  return { cookie, refreshDueAt: Date.now() + (SHORT_TTL_SEC * 1000) / 2 + 100 };
+  const dueAfterMs = ttlSec * 1000 - Math.min(REFRESH_SKEW_SEC * 1000, (ttlSec * 1000) / 2);
+  return { cookie, refreshDueAt: Date.now() + dueAfterMs + 100 };
 }
 
 /** Headers of a state-changing call with the session `cookie` from our own page: the XSRF cookie echoed, our Origin. */

@@ -10,6 +10,7 @@ import { BACKCHANNEL_LOGOUT_EVENT } from '../../src/oidc/logoutToken.ts';
 import { testClient, testConfig, testTarget } from '../support/config.ts';
 import { createBrowser, type Browser } from '../support/http.ts';
 import { logoutAtDevIdp } from '../support/login.ts';
+import { eventually } from '../support/reload.ts';
 import { API, getJson, idpClient, login, startTokenHandler, type Running } from './support.ts';
 
 describe('back-channel logout', () => {
@@ -71,7 +72,7 @@ describe('back-channel logout', () => {
     // The user signs out at the IdP (another application's logout link): the OP notifies every client.
     const ended = await logoutAtDevIdp(browser, `${idp.issuer}/session/end`, { idpOrigin: new URL(idp.issuer).origin });
     expect(ended.html).toContain('signed-out');
-    for (let i = 0; i < 50 && idp.backchannelLogoutSentCount === sent; i += 1) await new Promise((r) => setTimeout(r, 20));
+    await eventually(async () => idp.backchannelLogoutSentCount !== sent, 'the IdP to send its logout token');
     expect(idp.backchannelLogoutSentCount).toBe(sent + 1);
     expect(await sessionCount(browser)).toBe(0);
     expect((await getJson<unknown[]>(browser, `${th.base}${API}/sessions?all=true`)).body).toEqual([]);

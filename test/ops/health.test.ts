@@ -10,6 +10,7 @@ import { startDemoUpstream, type DemoUpstream } from '../../src/demo/upstream.ts
 import { testClient, testConfig, testTarget } from '../support/config.ts';
 import { createBrowser } from '../support/http.ts';
 import { loginAtDevIdp } from '../support/login.ts';
+import { eventually } from '../support/reload.ts';
 import { API, CALLBACK_URI, startTokenHandler, type Running } from './support.ts';
 
 async function ready(base: string): Promise<{ status: number; body: ReadinessReport }> {
@@ -169,13 +170,10 @@ describe.skipIf(noPostgres !== undefined)('readiness with a PostgreSQL store beh
     const down = await ready(th.base);
     expect(down.status).toBe(503);
     expect(down.body.checks.store).toMatchObject({ status: 'fail', kind: 'postgresql' });
-    expect(Date.now() - started).toBeLessThan(4000);
+    // The store check gives up after 2 s; a check left to the driver would wait out a 10 s statement timeout
+    // or hang. The bound leaves a loaded machine's late timers room.
+    expect(Date.now() - started).toBeLessThan(6000);
     await proxy.restore();
-    let status = 0;
-    for (let i = 0; i < 40 && status !== 200; i += 1) {
-      status = (await ready(th.base)).status;
-      if (status !== 200) await new Promise((r) => setTimeout(r, 100));
-    }
-    expect(status).toBe(200);
+    await eventually(async () => (await ready(th.base)).status === 200, 'ready again after the database came back');
   });
 });

@@ -2,6 +2,9 @@
  * Graceful shutdown of the real process: `node src/main.ts` (Node 24 type stripping, as in the Docker
  * image) with flags and a config file, a slow upstream request in flight through the proxy, SIGTERM.
  * The in-flight request must complete with 200, new connections must be refused, and the exit code is 0.
+ *
+ * Nothing here races the clock: the upstream (and the IdP) hold the in-flight request until the test has
+ * seen the listener closed, so "refuses new connections while draining" is an order, not a window.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
@@ -11,9 +14,9 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DevIdp } from '../../src/demo/idp.ts';
 import { startDevIdp } from '../../src/demo/idp.ts';
-import { startDemoUpstream, type DemoUpstream } from '../../src/demo/upstream.ts';
 import { tempDir } from '../support/config.ts';
 import { devIdpClientFlags } from '../support/process.ts';
+import { eventually, idpHold, startUpstream, type Upstream } from '../support/reload.ts';
 import { API, CALLBACK_URI } from './support.ts';
 
 const MAIN = fileURLToPath(new URL('../../src/main.ts', import.meta.url));
@@ -27,6 +30,9 @@ interface Started {
   exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
+/** Every process started, killed after the tests if still running (a failed test leaves it draining). */
+const children = new Set<ChildProcess>();
+
 /** Spawns the service and resolves once it logged where it listens. */
 async function startProcess(args: string[], cwd: string): Promise<Started> {
   // process.execPath: the Node 24 running the tests (the PATH one); never a system node.
@@ -35,6 +41,7 @@ async function startProcess(args: string[], cwd: string): Promise<Started> {
     env: { PATH: process.env.PATH ?? '', NODE_ENV: 'production', HOME: cwd },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  children.add(child);
   let out = '';
   const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
   const listening = new Promise<{ base: string; metricsPort: number | undefined }>((resolve, reject) => {
@@ -73,23 +80,39 @@ function connectOutcome(port: number): Promise<string> {
   });
 }
 
+/**
+ * Polls until new connections to `port` are refused. Generous: the child has 25 s of grace before it gives
+ * up on the in-flight request, and a listener that is never closed fails here, not later.
+ */
+async function refusedEventually(port: number): Promise<void> {
+  let last = '';
+  await eventually(async () => (last = await connectOutcome(port)) === 'ECONNREFUSED', `port ${port} to refuse connections`, 15_000).catch((err: Error) => {
+    throw new Error(`${err.message}; last outcome: ${last}`);
+  });
+}
+
 describe('graceful shutdown of the real process on SIGTERM', () => {
+  const hold = idpHold();
   let idp: DevIdp;
-  let upstream: DemoUpstream;
-  let running: Started | undefined;
+  let upstream: Upstream | undefined;
+  let running: Started;
 
   beforeAll(async () => {
-    idp = await startDevIdp({ redirectUris: [CALLBACK_URI] });
-    upstream = await startDemoUpstream();
+    idp = await startDevIdp({ redirectUris: [CALLBACK_URI], intercept: hold.intercept });
   });
   afterAll(async () => {
-    if (running && running.child.exitCode === null) running.child.kill('SIGKILL');
+    for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    // A request still held (a failed test) must not keep the upstream's close waiting.
+    upstream?.releaseSlow();
     await upstream?.close();
+    hold.drop();
     await idp?.close();
   });
 
   it('finishes the in-flight proxied request with 200, refuses new connections, exits 0', async () => {
     const dir = tempDir('th-shutdown-');
+    // Answers `/slow` only when the test calls releaseSlow(), however long that takes.
+    upstream = await startUpstream('slow');
     const configFile = join(dir, 'token-handler.json');
     writeFileSync(configFile, JSON.stringify({ targets: [{ id: 'slow', url: upstream.url, tokenRequirement: 'none' }] }));
     running = await startProcess(
@@ -115,22 +138,22 @@ describe('graceful shutdown of the real process on SIGTERM', () => {
     expect(proxied.status).toBe(200);
     await proxied.arrayBuffer();
 
-    const upstreamBefore = upstream.requests;
-    const started = Date.now();
-    const inFlight = fetch(`${base}${API}/targets/slow/slow?ms=1500`);
-    // Wait until the request has reached the upstream, then ask the process to stop.
-    while (upstream.requests === upstreamBefore) await new Promise((r) => setTimeout(r, 10));
+    const inFlight = fetch(`${base}${API}/targets/slow/slow`);
+    inFlight.catch(() => undefined); // awaited below; a test failing before that leaves no unhandled rejection
+    // Wait until the request has reached the upstream (which holds it), then ask the process to stop.
+    await upstream.slowArrived;
     running.child.kill('SIGTERM');
-    await new Promise((r) => setTimeout(r, 250));
 
-    expect(await connectOutcome(port)).toBe('ECONNREFUSED');
+    // While the request is still held: the listener closes, and the process waits for the request.
+    await refusedEventually(port);
     // The metrics listener stays up while requests drain (a last scrape sees them) and closes with the app.
     expect((await fetch(`http://127.0.0.1:${running.metricsPort}/metrics`)).status).toBe(200);
+    expect({ code: running.child.exitCode, signal: running.child.signalCode }, running.output()).toEqual({ code: null, signal: null });
 
+    upstream.releaseSlow();
     const res = await inFlight;
     expect(res.status).toBe(200);
-    expect(await res.json()).toEqual({ waitedMs: 1500 });
-    expect(Date.now() - started).toBeGreaterThanOrEqual(1400);
+    expect(await res.json()).toEqual({ upstream: 'slow', path: '/slow' });
 
     const { code, signal } = await running.exit;
     expect({ code, signal }, running.output()).toEqual({ code: 0, signal: null });
@@ -146,23 +169,32 @@ describe('graceful shutdown of the real process on SIGTERM', () => {
         '--listen_addr=127.0.0.1:0',
         ...devIdpClientFlags(idp.issuer),
         `--db_path=${join(dir, 'sessions.db')}`,
+        // Longer than this test holds the discovery (the 25 s grace bounds it anyway): the login is
+        // not cut for the IdP's silence on a slow machine.
+        '--oidc_timeout=20s',
         '--log_level=info',
       ],
       dir,
     );
     const port = Number(new URL(running.base).port);
-    idp.setDelay(1000);
+    // The IdP holds every request (the login's discovery) until released.
+    hold.hold();
     try {
+      const before = idp.requestCount;
       const inFlight = fetch(`${running.base}${API}/clients/default/auth`, { redirect: 'manual' });
-      await new Promise((r) => setTimeout(r, 200));
+      inFlight.catch(() => undefined); // awaited below; a test failing before that leaves no unhandled rejection
+      // The login has reached the IdP (and waits there): now ask the process to stop.
+      await eventually(async () => idp.requestCount > before, 'the login start to reach the IdP');
       running.child.kill('SIGINT');
-      await new Promise((r) => setTimeout(r, 200));
-      expect(await connectOutcome(port)).toBe('ECONNREFUSED');
+      await refusedEventually(port);
+      expect(hold.waiting).toBe(1);
+      expect({ code: running.child.exitCode, signal: running.child.signalCode }, running.output()).toEqual({ code: null, signal: null });
+      hold.release();
       const res = await inFlight;
       expect(res.status).toBe(302);
       expect(res.headers.get('location')).toContain(new URL(idp.issuer).origin);
     } finally {
-      idp.setDelay(0);
+      hold.release();
     }
     const { code } = await running.exit;
     expect(code, running.output()).toBe(0);

@@ -10,13 +10,21 @@ import { exportJWK, SignJWT, type JWTPayload } from 'jose';
 import { parseForms } from '../support/html.ts';
 import type { Browser, RequestOptions } from '../support/http.ts';
 
-/** Sends `text` on a fresh connection and collects everything until the server closes it (or `waitMs`). */
-export function rawExchange(port: number, text: string | Buffer, waitMs = 2000): Promise<string> {
+/**
+ * Sends `text` on a fresh connection and collects everything until the server closes it, or until `waitMs`
+ * pass without a byte once the answer has begun (a kept-alive or upgraded connection). A slow server is
+ * waited for up to `firstByteMs` before its answer begins, so a loaded machine cannot cut an answer short.
+ */
+export function rawExchange(port: number, text: string | Buffer, waitMs = 2000, firstByteMs = 30_000): Promise<string> {
   return new Promise((resolve) => {
     const socket = net.connect(port, '127.0.0.1', () => socket.write(text));
     let out = '';
-    const timer = setTimeout(() => socket.destroy(), waitMs);
-    socket.on('data', (d: Buffer) => (out += d.toString('latin1')));
+    let timer = setTimeout(() => socket.destroy(), firstByteMs);
+    socket.on('data', (d: Buffer) => {
+      out += d.toString('latin1');
+      clearTimeout(timer);
+      timer = setTimeout(() => socket.destroy(), waitMs);
+    });
     socket.on('close', () => {
       clearTimeout(timer);
       resolve(out);

@@ -92,9 +92,9 @@ async function harness(): Promise<Harness> {
 
 /** Waits (in real time) until `condition` holds: the store answers on its own schedule. */
 async function until(condition: () => boolean): Promise<void> {
-  const deadline = Date.now() + 2000;
+  const deadline = Date.now() + 20_000;
   while (!condition()) {
-    if (Date.now() > deadline) throw new Error('condition not reached within 2 s');
+    if (Date.now() > deadline) throw new Error('condition not reached within 20 s');
     await new Promise((resolve) => setTimeout(resolve, 2));
   }
 }

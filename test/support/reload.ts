@@ -54,6 +54,22 @@ export async function eventually(check: () => Promise<boolean>, what: string, ti
   }
 }
 
+/**
+ * `promise`, or a failure saying `what` did not happen within `ms`: a generous bound that turns a hang
+ * into a clear failure, not a measurement of how fast the machine is.
+ */
+export async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out waiting ${ms} ms for ${what}`)), ms);
+  });
+  try {
+    return await Promise.race([promise, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** Which upstream answered a GET through the service (`{ upstream }` of these upstreams), or the status when not 200. */
 export async function upstreamOf(base: string, path: string): Promise<string | number> {
   const res = await fetch(`${base}${path}`);
@@ -91,4 +107,52 @@ export async function forwardAuthCheck(checkPort: number, uri: string): Promise<
   const res = await fetch(`http://127.0.0.1:${checkPort}/`, { headers: { 'x-original-method': 'GET', 'x-original-uri': uri } });
   const body = res.status === 200 ? '' : ((await res.json()) as { error: string }).error;
   return `${res.status} ${body}`.trim();
+}
+
+/**
+ * Holds a dev IdP's requests: pass `intercept` to startDevIdp. While holding, every request that arrives
+ * waits unanswered until the test lets it through (`release`: handled as usual) or drops it (`drop`: its
+ * connection destroyed, never handled). Nothing is timed: a held request waits as long as the test needs,
+ * keeps no timer (a test process is never kept alive by it), and one that is dropped leaves no late grant.
+ */
+export interface IdpHold {
+  intercept: (req: IncomingMessage, res: ServerResponse, url: URL) => Promise<boolean>;
+  /** Requests waiting now (whether or not their client is still there). */
+  readonly waiting: number;
+  /** Requests arriving from now on wait. */
+  hold(): void;
+  /** Lets the waiting requests through and stops holding. */
+  release(): void;
+  /** Ends the waiting requests without an answer and stops holding. */
+  drop(): void;
+}
+
+export function idpHold(): IdpHold {
+  let holding = false;
+  const waiting = new Map<IncomingMessage, (through: boolean) => void>();
+  const settle = (through: boolean): void => {
+    holding = false;
+    for (const done of [...waiting.values()]) done(through);
+  };
+  return {
+    intercept: (req) => {
+      if (!holding) return Promise.resolve(false);
+      return new Promise<boolean>((resolve) => {
+        waiting.set(req, (through) => {
+          waiting.delete(req);
+          if (!through) req.socket.destroy();
+          // false: the IdP handles it as usual; true: answered here (by the destroyed connection).
+          resolve(!through);
+        });
+      });
+    },
+    get waiting() {
+      return waiting.size;
+    },
+    hold() {
+      holding = true;
+    },
+    release: () => settle(true),
+    drop: () => settle(false),
+  };
 }

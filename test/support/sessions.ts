@@ -2,6 +2,7 @@ import type { TokenHandlerApp } from '../../src/app.ts';
 import { CookieSealer } from '../../src/session/cookieSealer.ts';
 import { PayloadCipher } from '../../src/session/payloadCipher.ts';
 import { SessionService, type SessionServiceDeps } from '../../src/session/service.ts';
+import { eventually } from './reload.ts';
 
 /**
  * Makes the stored access token of the `default` client's session behind `cookie` look expired, as time
@@ -13,12 +14,11 @@ export async function expireAccessToken(th: TokenHandlerApp, cookie: string, oth
   const record = (await th.ctx.store.get(session!.idHash))!;
   await th.ctx.store.updatePayload(record.idHash, record.version, { payload: record.payload, accessExpiresAt: Date.now() - 1000 });
   await th.ctx.store.publishInvalidation([record.idHash]);
-  for (const instance of [th, ...others]) {
-    for (let i = 0; i < 100; i += 1) {
+  for (const [index, instance] of [th, ...others].entries()) {
+    await eventually(async () => {
       const seen = await instance.ctx.sessions.resolve(cookie, { clientId: 'default', tenant: null });
-      if (seen && seen.record.accessExpiresAt !== null && seen.record.accessExpiresAt < Date.now()) break;
-      await new Promise((r) => setTimeout(r, 20));
-    }
+      return seen !== undefined && seen.record.accessExpiresAt !== null && seen.record.accessExpiresAt < Date.now();
+    }, `instance ${index} to see the access token expired`);
   }
 }
 
