@@ -55,7 +55,7 @@ export function createSqliteStore(options: SqliteStoreOptions): SessionStore {
   if (!inMemory) mkdirSync(dirname(resolve(options.path)), { recursive: true });
 
   const database = new Database(options.path);
-  database.pragma('journal_mode = WAL');
+  if (!inMemory) enableWal(database, busyTimeoutMs);
   // NORMAL is durable across application crashes in WAL mode; only an OS crash can lose the last commits.
   database.pragma('synchronous = NORMAL');
   database.pragma(`busy_timeout = ${busyTimeoutMs}`);
@@ -240,6 +240,28 @@ function startCheckpointer(file: string, intervalMs: number, database: Database.
       clearTimeout(timer);
     },
   };
+}
+
+/**
+ * PRAGMA journal_mode = WAL. Turning a new file to WAL takes it for a moment alone, and SQLite does not wait
+ * for that through the busy handler: a second process opening the same fresh file at that instant (the
+ * workers of a --workers group all start together) got SQLITE_BUSY at once, and the worker failed to start
+ * ("database is locked"; 46 of 100 starts of two processes lined up on a fresh file). Retried here until
+ * `timeoutMs`; at start-up only, so the synchronous pause holds up nothing else.
+ */
+function enableWal(database: Database.Database, timeoutMs: number): void {
+  const deadline = Date.now() + timeoutMs;
+  const pause = new Int32Array(new SharedArrayBuffer(4));
+  for (;;) {
+    try {
+      const mode = database.pragma('journal_mode = WAL', { simple: true });
+      if (mode === 'wal') return;
+      if (Date.now() >= deadline) throw new Error(`could not put the SQLite database in WAL mode (it stayed in ${String(mode)} mode)`);
+    } catch (err) {
+      if ((err as { code?: unknown }).code !== 'SQLITE_BUSY' || Date.now() >= deadline) throw err;
+    }
+    Atomics.wait(pause, 0, 0, 10 + Math.floor(Math.random() * 20));
+  }
 }
 
 /**
