@@ -202,6 +202,8 @@ export async function startDemoUpstream(options: DemoUpstreamOptions = {}): Prom
   const server = createServer((req, res) => {
     requests += 1;
     handle(req, res).catch((err: unknown) => {
+      // A caller that left while its body was read ('aborted') is not the handler's error.
+      if ((err as { code?: unknown }).code === 'ECONNRESET') return void res.destroy();
       console.error('[demo-upstream] handler error', err);
       if (!res.headersSent) json(res, 500, { error: 'internal' });
       else res.destroy();
