@@ -253,13 +253,14 @@ function enableWal(database: Database.Database, timeoutMs: number): void {
   const deadline = Date.now() + timeoutMs;
   const pause = new Int32Array(new SharedArrayBuffer(4));
   for (;;) {
+    let mode: unknown;
     try {
-      const mode = database.pragma('journal_mode = WAL', { simple: true });
-      if (mode === 'wal') return;
-      if (Date.now() >= deadline) throw new Error(`could not put the SQLite database in WAL mode (it stayed in ${String(mode)} mode)`);
+      mode = database.pragma('journal_mode = WAL', { simple: true });
     } catch (err) {
       if ((err as { code?: unknown }).code !== 'SQLITE_BUSY' || Date.now() >= deadline) throw err;
     }
+    if (mode === 'wal') return;
+    if (Date.now() >= deadline) throw new Error(`could not put the SQLite database in WAL mode (it stayed in ${String(mode)} mode)`);
     Atomics.wait(pause, 0, 0, 10 + Math.floor(Math.random() * 20));
   }
 }

@@ -9,7 +9,7 @@
  */
 import { request as httpRequest, createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { connect, type AddressInfo, type Socket } from 'node:net';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { memoryLogger, startTokenHandler, type Running } from '../ops/support.ts';
 import { testConfig, testTarget } from '../support/config.ts';
 import { rawRequest } from './support.ts';
@@ -17,6 +17,8 @@ import { rawRequest } from './support.ts';
 const T = '/token-handler/v1/targets';
 /** Far beyond the test timeout (30 s): a held request that ends did not end by the deadline. */
 const LONG_TIMEOUT_MS = 600_000;
+/** vi.waitFor polls until the assertion holds, as long as the test's own timeout allows. */
+const POLL = { timeout: 30_000, interval: 10 };
 
 interface Held {
   path: string;
@@ -100,12 +102,12 @@ describe('a browser that leaves before the upstream answers', () => {
   it('the upstream request is aborted: the upstream sees its connection close, and it counts as 499', async () => {
     const before = await cancelled('api');
     const b = browser(`${T}/api/slow-report`);
-    await until(() => expect(held.map((h) => h.path)).toEqual(['/slow-report']));
+    await vi.waitFor(() => expect(held.map((h) => h.path)).toEqual(['/slow-report']), POLL);
     b.leave();
     // Without the cancellation this waits for the 10-minute target timeout, and the test times out.
     await held[0]!.closed;
     expect(held[0]!.request.destroyed).toBe(true);
-    await until(async () => expect(await cancelled('api')).toBe(before + 1));
+    await vi.waitFor(async () => expect(await cancelled('api')).toBe(before + 1), POLL);
     const line = logs.lines().find((l) => l.msg === 'the browser left before the upstream answered: upstream request cancelled');
     expect(line).toMatchObject({ level: 30, target: 'api' });
     // Nothing worse than that was logged for it.
@@ -114,16 +116,16 @@ describe('a browser that leaves before the upstream answers', () => {
 
   it('a request waiting for a pooled connection is dropped when its browser leaves: never sent, and the connection is kept', async () => {
     const first = browser(`${T}/single/first`);
-    await until(() => expect(held.map((h) => h.path)).toEqual(['/first']));
+    await vi.waitFor(() => expect(held.map((h) => h.path)).toEqual(['/first']), POLL);
     const before = await cancelled('single');
     // The pool's one connection is taken: this one waits in its queue.
     const queued = browser(`${T}/single/queued`);
     // Received by the service (its handler, synchronous without a session, has put it in the pool's queue
     // then; had it not yet, it is dropped in the handler, and counted all the same).
-    await until(() => expect(arrived).toContain(`${T}/single/queued`));
+    await vi.waitFor(() => expect(arrived).toContain(`${T}/single/queued`), POLL);
     expect(await cancelled('single')).toBe(before);
     queued.leave();
-    await until(async () => expect(await cancelled('single')).toBe(before + 1));
+    await vi.waitFor(async () => expect(await cancelled('single')).toBe(before + 1), POLL);
     // The first is answered: the connection is free, and the dropped request is not sent on it.
     held[0]!.response.end('{"first":true}');
     const res = await first.response;
@@ -138,12 +140,12 @@ describe('a browser that leaves before the upstream answers', () => {
   it('an interim 103 Early Hints is not the answer: a browser that leaves after it still cancels', async () => {
     const before = await cancelled('api');
     const b = browser(`${T}/api/hinted`);
-    await until(() => expect(held.map((h) => h.path)).toEqual(['/hinted']));
+    await vi.waitFor(() => expect(held.map((h) => h.path)).toEqual(['/hinted']), POLL);
     held[0]!.response.writeEarlyHints({ link: '</style.css>; rel=preload; as=style' });
     // The 103 has left the upstream; whether token-handler has read it yet or not, the answer is still to come.
     b.leave();
     await held[0]!.closed;
-    await until(async () => expect(await cancelled('api')).toBe(before + 1));
+    await vi.waitFor(async () => expect(await cancelled('api')).toBe(before + 1), POLL);
   });
 
   it('pipelined requests on one connection each reach the upstream, and are each cancelled when the browser leaves', async () => {
@@ -152,17 +154,17 @@ describe('a browser that leaves before the upstream answers', () => {
     socket.on('error', () => {});
     socket.write(`GET ${T}/api/first HTTP/1.1\r\nHost: x\r\n\r\nGET ${T}/api/second HTTP/1.1\r\nHost: x\r\n\r\n`);
     // The second one's response waits behind the first's (it has no socket yet): it is not taken for gone.
-    await until(() => expect(held.map((h) => h.path).sort()).toEqual(['/first', '/second']));
+    await vi.waitFor(() => expect(held.map((h) => h.path).sort()).toEqual(['/first', '/second']), POLL);
     expect(await cancelled('api')).toBe(before);
     socket.destroy();
     await Promise.all(held.map((h) => h.closed));
-    await until(async () => expect(await cancelled('api')).toBe(before + 2));
+    await vi.waitFor(async () => expect(await cancelled('api')).toBe(before + 2), POLL);
   });
 
   it('a browser that leaves once the response has begun ends the stream as before, and is no 499', async () => {
     const before = await cancelled('api');
     const b = browser(`${T}/api/stream`);
-    await until(() => expect(held.map((h) => h.path)).toEqual(['/stream']));
+    await vi.waitFor(() => expect(held.map((h) => h.path)).toEqual(['/stream']), POLL);
     // Headers and a first chunk, then the upstream keeps the stream open.
     held[0]!.response.writeHead(200, { 'content-type': 'text/event-stream' });
     held[0]!.response.write('data: one\n\n');
@@ -176,7 +178,7 @@ describe('a browser that leaves before the upstream answers', () => {
   it('a browser that waits gets its answer, and the service keeps serving', async () => {
     const before = await cancelled('api');
     const b = browser(`${T}/api/patient`);
-    await until(() => expect(held.map((h) => h.path)).toEqual(['/patient']));
+    await vi.waitFor(() => expect(held.map((h) => h.path)).toEqual(['/patient']), POLL);
     held[0]!.response.end('{"patient":true}');
     const res = await b.response;
     expect(res?.statusCode).toBe(200);
@@ -190,14 +192,3 @@ describe('a browser that leaves before the upstream answers', () => {
   });
 });
 
-/** Polls until `check` stops throwing (no deadline of its own: the test's timeout is the bound). */
-async function until(check: () => unknown): Promise<void> {
-  for (;;) {
-    try {
-      await check();
-      return;
-    } catch {
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
-  }
-}

@@ -18,7 +18,7 @@ import { startTcpProxy, type TcpProxy } from '../store/net.ts';
 import { buildApp } from '../../src/app.ts';
 import { callbackUrlFromDevIdp } from './support.ts';
 import { expireAccessToken } from '../support/sessions.ts';
-import { idpHold, within } from '../support/reload.ts';
+import { eventually, idpHold, within } from '../support/reload.ts';
 
 const API = '/token-handler/v1';
 const T = `${API}/targets`;
@@ -261,14 +261,6 @@ describe.skipIf(noRedis !== undefined)('the session store unavailable (Redis beh
     admin.disconnect();
   });
 
-  async function eventually(check: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
-    const until = Date.now() + timeoutMs;
-    while (!(await check())) {
-      if (Date.now() > until) throw new Error('did not recover in time');
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-  }
-
   it('503 store_unavailable with Retry-After on the proxy, /sessions and the callback, fast; recovers by itself', { timeout: 90_000 }, async () => {
     const browser = createBrowser();
     await login(browser, th.base);
@@ -291,7 +283,7 @@ describe.skipIf(noRedis !== undefined)('the session store unavailable (Redis beh
     } finally {
       await proxy.restore();
     }
-    await eventually(async () => (await browser.get(`${th.base}${T}/api/x`)).status === 200);
+    await eventually(async () => (await browser.get(`${th.base}${T}/api/x`)).status === 200, 'the proxy to recover after the store came back', 20_000);
     expect(browser.cookie('session', th.base)).toBeDefined();
   });
 });
